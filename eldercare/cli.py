@@ -1,0 +1,122 @@
+"""The `eldercare` command: run the platform, serve one service, issue tokens, and more."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from shared.settings import SERVICES, get_settings
+
+app = typer.Typer(help="Smart elder-care platform: run, seed, simulate, replay, benchmark.",
+                  no_args_is_help=True, add_completion=False)
+
+
+def _check_service(name: str) -> str:
+    if name not in SERVICES:
+        raise typer.BadParameter(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
+    return name
+
+
+@app.command()
+def up(no_seed: Annotated[bool, typer.Option("--no-seed", help="Skip seeding the synthetic city")] = False) -> None:
+    """Start PostgreSQL and the broker (embedded unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS are
+    set), create topics, migrate, start the four services; Ctrl-C stops everything."""
+    from eldercare.launcher import run_up
+
+    run_up(get_settings(), seed=not no_seed)
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help="registry, orders, alerts or reporting")]) -> None:
+    """Run one service's HTTP API (and, unless RUN_WORKERS_IN_API=false, its relay and consumers)."""
+    import importlib
+
+    import uvicorn
+
+    _check_service(service)
+    settings = get_settings()
+    module = importlib.import_module(f"services.{service}.app")
+    uvicorn.run(
+        module.create_app(settings),
+        host=settings.service_host,
+        port=settings.port_of(service),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def worker(service: Annotated[str, typer.Argument(help="registry, orders, alerts or reporting")]) -> None:
+    """Run one service's outbox relay and consumers without HTTP (for scaling out)."""
+    from eldercare.workers import run_worker
+
+    _check_service(service)
+    asyncio.run(run_worker(service, get_settings()))
+
+
+@app.command()
+def migrate(service: Annotated[Optional[str], typer.Argument()] = None) -> None:
+    """Apply migrations (all services, or one)."""
+    from shared.db import ensure_database
+    from shared.migrations import upgrade
+    from shared.service import require_database_url
+
+    settings = get_settings()
+    url = require_database_url(settings)
+    asyncio.run(ensure_database(url))
+    for name in [_check_service(service)] if service else SERVICES:
+        upgrade(name, url)
+        typer.echo(f"{name}: migrated")
+
+
+@app.command()
+def token(
+    role: Annotated[str, typer.Option(help="city, county, provider, caregiver or viewer")] = "city",
+    county: Annotated[Optional[str], typer.Option(help="county code (for the county role)")] = None,
+    subject: Annotated[Optional[str], typer.Option(help="who the token is for")] = None,
+    provider: Annotated[Optional[str], typer.Option(help="provider id (provider role)")] = None,
+    caregiver: Annotated[Optional[str], typer.Option(help="caregiver id (caregiver role)")] = None,
+    ttl: Annotated[Optional[int], typer.Option(help="lifetime in seconds")] = None,
+) -> None:
+    """Print a signed bearer token for local use."""
+    from shared.auth import Role, issue_token
+
+    try:
+        role_value = Role(role)
+    except ValueError:
+        raise typer.BadParameter(f"unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}")
+    if role_value == Role.COUNTY and not county:
+        raise typer.BadParameter("a county token needs --county, e.g. --county 410928")
+    typer.echo(issue_token(get_settings(), role_value, county=county, subject=subject,
+                           provider_id=provider, caregiver_id=caregiver, ttl_seconds=ttl))
+
+
+@app.command()
+def asyncapi() -> None:
+    """Print the AsyncAPI document of the platform's events."""
+    from shared.events.asyncapi import build_asyncapi
+
+    typer.echo(json.dumps(build_asyncapi(), indent=2, ensure_ascii=False))
+
+
+bench_app = typer.Typer(help="Benchmarks (results go to docs/benchmarks.md).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("backbone")
+def bench_backbone(
+    events: Annotated[int, typer.Option(help="events to write and relay")] = 50_000,
+    runs: Annotated[int, typer.Option(help="repetitions; the median is reported")] = 3,
+) -> None:
+    """Outbox relay throughput against raw aiokafka produce on the same broker."""
+    from bench.backbone import main
+
+    asyncio.run(main(events=events, runs=runs))
+
+
+if __name__ == "__main__":
+    app()

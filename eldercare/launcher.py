@@ -1,0 +1,193 @@
+"""`eldercare up`: the embedded PostgreSQL and broker (unless pointed elsewhere), topics,
+migrations, the four services; a clean stop of everything it started on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from eldercare.infra import EmbeddedBroker, EmbeddedPostgres, PG_DATABASE
+from shared.db import ensure_database, redact_url
+from shared.messaging.kafka import ensure_topics, wait_for_broker
+from shared.messaging.topics import all_topic_names
+from shared.migrations import upgrade
+from shared.settings import SERVICES, PlatformSettings
+
+console = Console(stderr=True)
+
+
+@dataclass
+class Infrastructure:
+    """The database and broker the platform runs on, and what this launcher started itself."""
+
+    database_url: str
+    bootstrap: str
+    postgres: EmbeddedPostgres | None = None
+    broker: EmbeddedBroker | None = None
+
+    def stop(self) -> None:
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None and self.postgres.started_here:
+            self.postgres.stop()
+
+
+def start_infrastructure(settings: PlatformSettings, state_dir: Path) -> Infrastructure:
+    """Start what DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS do not already name; create topics; migrate."""
+    postgres = broker = None
+    if settings.database_url:
+        database_url = settings.database_url
+        console.print(f"PostgreSQL: [bold]{redact_url(database_url)}[/] (from DATABASE_URL)")
+    else:
+        postgres = EmbeddedPostgres(state_dir / "pgdata").start()
+        database_url = postgres.url
+        how = "started" if postgres.started_here else "already running"
+        console.print(f"PostgreSQL: embedded, {how}, data in [bold]{postgres.pgdata}[/]")
+    infra = Infrastructure(database_url=database_url, bootstrap="", postgres=postgres)
+    try:
+        if settings.kafka_bootstrap_servers:
+            infra.bootstrap = settings.kafka_bootstrap_servers
+            console.print(f"Kafka: [bold]{infra.bootstrap}[/] (from KAFKA_BOOTSTRAP_SERVERS)")
+        else:
+            broker = EmbeddedBroker(settings.broker_port, state_dir / "logs" / "broker.log").start()
+            infra.broker = broker
+            infra.bootstrap = broker.bootstrap
+            console.print(f"Kafka: embedded Tansu broker on [bold]{broker.bootstrap}[/] (memory log)")
+        asyncio.run(_prepare(infra, settings))
+    except BaseException:
+        infra.stop()
+        raise
+    return infra
+
+
+async def _prepare(infra: Infrastructure, settings: PlatformSettings) -> None:
+    await wait_for_broker(infra.bootstrap, timeout=60)
+    await ensure_topics(infra.bootstrap, all_topic_names(), settings.kafka_partitions,
+                        settings.kafka_replication_factor)
+    await ensure_database(infra.database_url)
+    for service in SERVICES:
+        await asyncio.to_thread(upgrade, service, infra.database_url)
+
+
+@dataclass
+class ServiceProcesses:
+    """The service processes this launcher runs, each logging to `<state>/logs/<service>.log`."""
+
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self, settings: PlatformSettings, infra: Infrastructure, log_dir: Path,
+              services: tuple[str, ...] = SERVICES) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, DATABASE_URL=infra.database_url, KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap)
+        for service in services:
+            logfile = (log_dir / f"{service}.log").open("ab")
+            self.processes[service] = subprocess.Popen(
+                [sys.executable, "-m", "eldercare.cli", "serve", service],
+                env=env, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+            logfile.close()
+
+    def wait_healthy(self, settings: PlatformSettings, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(self.processes)
+        while pending:
+            for service in sorted(pending):
+                proc = self.processes[service]
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the {service} service exited with code {proc.returncode}; "
+                                       f"see its log")
+                url = f"http://{settings.service_host}:{settings.port_of(service)}/readyz"
+                try:
+                    if httpx.get(url, timeout=2).status_code == 200:
+                        pending.discard(service)
+                except httpx.HTTPError:
+                    pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
+            time.sleep(0.3)
+
+    def any_exited(self) -> str | None:
+        for service, proc in self.processes.items():
+            if proc.poll() is not None:
+                return service
+        return None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.processes.values():
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                proc.wait(remaining)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class _Stop(Exception):
+    pass
+
+
+def run_up(settings: PlatformSettings, seed: bool = True) -> None:
+    """Start everything, print the addresses, run until Ctrl-C or SIGTERM, then stop it all."""
+    started = time.monotonic()
+    state_dir = settings.eldercare_state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise _Stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    infra: Infrastructure | None = None
+    services = ServiceProcesses()
+    try:
+        infra = start_infrastructure(settings, state_dir)
+        services.start(settings, infra, state_dir / "logs")
+        services.wait_healthy(settings)
+        if seed:
+            from eldercare.seeding import seed_on_first_start
+
+            seed_on_first_start(settings, infra, state_dir)
+        _print_ready(settings, state_dir, time.monotonic() - started)
+        while True:
+            exited = services.any_exited()
+            if exited:
+                console.print(f"[red]The {exited} service stopped unexpectedly; see "
+                              f"{state_dir / 'logs' / (exited + '.log')}. Shutting down.[/]")
+                break
+            time.sleep(0.5)
+    except _Stop:
+        console.print("Stopping…")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        services.stop()
+        if infra is not None:
+            infra.stop()
+        console.print("Stopped.")
+
+
+def _print_ready(settings: PlatformSettings, state_dir: Path, seconds: float) -> None:
+    host = settings.service_host
+    console.print(f"\n[bold green]Elder-care platform is up[/] ({seconds:.1f}s)")
+    for service in SERVICES:
+        console.print(f"  {service:<10} http://{host}:{settings.port_of(service)}   "
+                      f"(API docs: /docs, health: /readyz)")
+    console.print(f"  dashboard  http://{host}:{settings.reporting_port}/")
+    console.print(f"  logs       {state_dir / 'logs'}")
+    console.print("Get a token: [bold].venv/bin/eldercare token --role city[/]. Ctrl-C stops everything.\n")
+
+
+__all__ = ["PG_DATABASE", "Infrastructure", "ServiceProcesses", "run_up", "start_infrastructure"]

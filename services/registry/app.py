@@ -1,0 +1,19 @@
+"""The registry service: create_app() builds its FastAPI app and lifespan."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.registry.worker import build_consumers
+from shared.service import create_service_app
+from shared.settings import PlatformSettings
+
+
+def create_app(settings: PlatformSettings | None = None) -> FastAPI:
+    return create_service_app(
+        "registry",
+        title="Registry service",
+        description="Elderly residents, ability assessments and the county ingest gateway.",
+        consumers=build_consumers,
+        settings=settings,
+    )

@@ -1,0 +1,125 @@
+"""Bearer tokens (JWT, HS256) carrying a role and a scope, checked by FastAPI dependencies."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.problems import Forbidden, Unauthorized
+from shared.settings import PlatformSettings, get_settings
+
+
+class Role(StrEnum):
+    CITY = "city"            # everything
+    COUNTY = "county"        # one county's residents, events, orders, alerts
+    PROVIDER = "provider"    # its own orders and caregivers
+    CAREGIVER = "caregiver"  # own assignments
+    VIEWER = "viewer"        # aggregates only, never personal data
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as the token says."""
+
+    subject: str
+    role: Role
+    county: str | None = None
+    provider_id: str | None = None
+    caregiver_id: str | None = None
+
+    def may_see_county(self, county_code: str) -> bool:
+        return self.role == Role.CITY or (self.county is not None and self.county == county_code)
+
+    def require_county(self, county_code: str) -> None:
+        """403 unless this principal's scope covers the county (city covers all)."""
+        if not self.may_see_county(county_code):
+            raise Forbidden("This token's scope does not cover that county.", field="county_code")
+
+
+def issue_token(
+    settings: PlatformSettings,
+    role: Role | str,
+    *,
+    county: str | None = None,
+    subject: str | None = None,
+    provider_id: str | None = None,
+    caregiver_id: str | None = None,
+    ttl_seconds: int | None = None,
+) -> str:
+    """A signed token; a county-scoped role must name its county."""
+    role = Role(role)
+    if role == Role.COUNTY and not county:
+        raise ValueError("a county token needs a county code")
+    now = int(time.time())
+    claims = {
+        "sub": subject or f"{role.value}:{county or 'all'}",
+        "role": role.value,
+        "iat": now,
+        "exp": now + (ttl_seconds if ttl_seconds is not None else settings.jwt_ttl_seconds),
+        "iss": settings.jwt_issuer,
+        "jti": uuid.uuid4().hex,
+    }
+    for key, value in (("county", county), ("provider_id", provider_id), ("caregiver_id", caregiver_id)):
+        if value:
+            claims[key] = value
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def decode_token(settings: PlatformSettings, token: str) -> Principal:
+    """Verify signature, expiry and issuer; 401 on anything wrong."""
+    try:
+        claims = jwt.decode(
+            token, settings.jwt_secret, algorithms=["HS256"], issuer=settings.jwt_issuer,
+            options={"require": ["exp", "sub", "role"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("The token has expired.") from None
+    except jwt.PyJWTError:
+        raise Unauthorized("The token is not valid.") from None
+    try:
+        role = Role(claims["role"])
+    except ValueError:
+        raise Unauthorized("The token names an unknown role.") from None
+    if role == Role.COUNTY and not claims.get("county"):
+        raise Unauthorized("A county token must name its county.")
+    return Principal(
+        subject=str(claims["sub"]),
+        role=role,
+        county=claims.get("county"),
+        provider_id=claims.get("provider_id"),
+        caregiver_id=claims.get("caregiver_id"),
+    )
+
+
+_bearer = HTTPBearer(auto_error=False, description="JWT from `eldercare token`")
+
+
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("A bearer token is required.")
+    settings = getattr(request.app.state, "settings", None) or get_settings()
+    return decode_token(settings, credentials.credentials)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: Role):
+    """A dependency that lets only the given roles through (403 otherwise)."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"The {principal.role.value} role may not do this.")
+        return principal
+
+    return check

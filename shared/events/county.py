@@ -1,0 +1,137 @@
+"""What county platforms post to the registry's ingest gateway (SPEC §3, county event types).
+
+The gateway forwards accepted events on topic eldercare.registry.ingest.v1, keyed by resident,
+with `data.id_number` replaced by the resident id (never forwarded in clear).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A county may name the resident by ID number instead of subject; the gateway resolves it.
+    id_number: str | None = Field(None, min_length=18, max_length=18)
+
+
+class _Located(_Data):
+    device_id: str = Field(min_length=1, max_length=100)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+
+
+class DeviceSos(_Located):
+    """An SOS button press on a resident's device."""
+
+
+class DeviceFall(_Located):
+    """A fall detected by a resident's device."""
+
+    confidence: float | None = Field(None, ge=0, le=1)
+
+
+class DeviceVitals(_Data):
+    """Vital signs measured by a resident's device; at least one measurement."""
+
+    device_id: str = Field(min_length=1, max_length=100)
+    heart_rate: int | None = Field(None, ge=0, le=300)
+    spo2: int | None = Field(None, ge=0, le=100)
+    systolic: int | None = Field(None, ge=0, le=300)
+    diastolic: int | None = Field(None, ge=0, le=250)
+    temperature: float | None = Field(None, ge=25, le=45)
+
+    @model_validator(mode="after")
+    def _one_measurement(self) -> "DeviceVitals":
+        if all(getattr(self, f) is None for f in ("heart_rate", "spo2", "systolic", "diastolic", "temperature")):
+            raise ValueError("at least one of heart_rate, spo2, systolic, diastolic, temperature is required")
+        return self
+
+
+class DeviceActivity(_Data):
+    """A sign of life from a home sensor (heartbeat, motion, door, water, power)."""
+
+    device_id: str = Field(min_length=1, max_length=100)
+    kind: Literal["heartbeat", "motion", "door", "water", "power"]
+
+
+class VisitLogged(_Data):
+    """A visit (home, phone or video) made to a resident by county staff or volunteers."""
+
+    visitor: str = Field(min_length=1, max_length=100)
+    kind: Literal["home", "phone", "video"]
+    at: datetime
+    notes: str | None = Field(None, max_length=2000)
+
+
+FacilityType = Literal[
+    "county_special_care", "street_center", "daycare_center", "township_home", "happiness_home", "institution"
+]
+
+
+class FacilityReported(_Data):
+    """The current state of an elder-care facility in the county (beds, nursing beds, occupancy)."""
+
+    facility_id: str = Field(min_length=1, max_length=100)
+    facility_type: FacilityType
+    name: str = Field(min_length=1, max_length=200)
+    beds: int = Field(ge=0)
+    nursing_beds: int = Field(ge=0)
+    occupied: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _beds_consistent(self) -> "FacilityReported":
+        if self.nursing_beds > self.beds:
+            raise ValueError("nursing_beds cannot exceed beds")
+        if self.occupied > self.beds:
+            raise ValueError("occupied cannot exceed beds")
+        return self
+
+
+class TrainingRecorded(_Data):
+    """Staff training delivered (person-times)."""
+
+    course: str = Field(min_length=1, max_length=200)
+    trainees: int = Field(ge=0)
+
+
+class FamilyBedEstablished(_Data):
+    """A family elder-care bed set up in the resident's home (the resident is the subject)."""
+
+
+class ResidentUpserted(_Data):
+    """A resident record as the county platform holds it (the resident fields of SPEC §2)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=50)
+    phone: str | None = Field(None, max_length=20)
+    county_code: str = Field(min_length=6, max_length=6)
+    township: str = Field(min_length=1, max_length=50)
+    village: str = Field(min_length=1, max_length=50)
+    address: str | None = Field(None, max_length=200)
+    living_arrangement: Literal["alone", "empty_nest", "with_family", "institution"]
+    categories: list[str] = Field(default_factory=list)
+    ability_level: int | None = Field(None, ge=0, le=4)
+    emergency_contact: str | None = Field(None, max_length=50)
+    emergency_phone: str | None = Field(None, max_length=20)
+
+
+COUNTY_EVENTS: dict[str, type[BaseModel]] = {
+    "eldercare.county.device.sos.v1": DeviceSos,
+    "eldercare.county.device.fall.v1": DeviceFall,
+    "eldercare.county.device.vitals.v1": DeviceVitals,
+    "eldercare.county.device.activity.v1": DeviceActivity,
+    "eldercare.county.visit.logged.v1": VisitLogged,
+    "eldercare.county.facility.reported.v1": FacilityReported,
+    "eldercare.county.training.recorded.v1": TrainingRecorded,
+    "eldercare.county.family_bed.established.v1": FamilyBedEstablished,
+    "eldercare.county.resident.upserted.v1": ResidentUpserted,
+}
+
+# Events about a place or the county itself rather than one resident.
+COUNTY_LEVEL_TYPES = frozenset({"eldercare.county.facility.reported.v1", "eldercare.county.training.recorded.v1"})

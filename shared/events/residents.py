@@ -1,0 +1,97 @@
+"""Events of the registry's resident stream (topic eldercare.registry.residents.v1)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LivingArrangement = Literal["alone", "empty_nest", "with_family", "institution"]
+Category = Literal[
+    "extreme_poverty_centralised",
+    "extreme_poverty_dispersed",
+    "minimum_allowance",
+    "low_income",
+    "severe_disability",
+    "dementia",
+    "family_planning_special",
+]
+Gender = Literal["male", "female"]
+Status = Literal["active", "deceased", "transferred"]
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResidentSnapshot(_Data):
+    """What other services may know of a resident: never the ID or phone number in clear."""
+
+    resident_id: str
+    county_code: str
+    name: str
+    id_number_masked: str
+    birth_date: date
+    gender: Gender
+    township: str
+    village: str
+    living_arrangement: LivingArrangement
+    categories: list[Category] = Field(default_factory=list)
+    ability_level: int | None = Field(None, ge=0, le=4)
+    status: Status = "active"
+    family_bed: bool = False
+    version: int = Field(1, ge=1)
+
+
+class ResidentRegistered(_Data):
+    """Emitted when a resident is first registered (by API, import or a county platform)."""
+
+    resident: ResidentSnapshot
+
+
+class ResidentUpdated(_Data):
+    """Emitted when a resident's record changes; carries the whole new snapshot and the changed fields."""
+
+    resident: ResidentSnapshot
+    changed: list[str] = Field(default_factory=list)
+
+
+class ResidentAssessed(_Data):
+    """Emitted when an ability assessment is recorded."""
+
+    resident_id: str
+    county_code: str
+    assessment_id: str
+    level: int = Field(ge=0, le=4)
+    previous_level: int | None = Field(None, ge=0, le=4)
+    total_score: int | None = Field(None, ge=0, le=90)
+    reason: str
+    assessed_on: date
+    assessor: str
+
+
+class ResidentDeceased(_Data):
+    """Emitted when a resident's death is recorded."""
+
+    resident_id: str
+    county_code: str
+    date_of_death: date
+
+
+class ResidentTransferred(_Data):
+    """Emitted when a resident moves from one county to another."""
+
+    resident_id: str
+    from_county: str
+    to_county: str
+    resident: ResidentSnapshot
+
+
+RESIDENT_EVENTS: dict[str, type[BaseModel]] = {
+    "eldercare.resident.registered.v1": ResidentRegistered,
+    "eldercare.resident.updated.v1": ResidentUpdated,
+    "eldercare.resident.assessed.v1": ResidentAssessed,
+    "eldercare.resident.deceased.v1": ResidentDeceased,
+    "eldercare.resident.transferred.v1": ResidentTransferred,
+}

@@ -1,0 +1,1 @@
+"""Reliable messaging: topics, the transactional outbox and its relay, the idempotent consumer."""

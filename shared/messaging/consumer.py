@@ -1,0 +1,231 @@
+"""The idempotent consumer: a batch of records is applied in one database transaction together
+with its inbox rows; offsets are committed only after that transaction commits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ValidationError
+
+from shared.events import UnknownEventType, parse_data
+from shared.events.envelope import CloudEvent
+from shared.messaging.outbox import add_rows, dead_letter_row
+from shared.observability import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, reset_traceparent, set_traceparent
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[asyncpg.Connection, CloudEvent, BaseModel], Awaitable[None]]
+# Errors that say "try again later", not "this event is bad": the batch is retried.
+TRANSIENT_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                    asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
+                    asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError,
+                    asyncio.TimeoutError)
+
+
+class Unprocessable(Exception):
+    """A handler's verdict that an event can never be applied (it goes to the dead-letter topic)."""
+
+
+@dataclass(slots=True)
+class _Parsed:
+    record: ConsumerRecord
+    event: CloudEvent
+    data: BaseModel
+    handler: Handler
+
+
+def describe_error(exc: Exception) -> str:
+    """A dead-letter reason a person can read: the field and message for validation errors."""
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors()[:5]:
+            loc = ".".join(str(p) for p in err.get("loc", ())) or "(event)"
+            parts.append(f"{loc}: {err.get('msg')}")
+        return "invalid event: " + "; ".join(parts)
+    if isinstance(exc, orjson.JSONDecodeError):
+        return f"not JSON: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class EventConsumer:
+    """Consumes topics as one group and applies events through handlers keyed by event type."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: list[str],
+        handlers: dict[str, Handler],
+        pool: asyncpg.Pool,
+        bootstrap: str,
+        batch_size: int = 1000,
+        group_id: str | None = None,
+        schema: str | None = None,
+    ) -> None:
+        self.name = name
+        self.topics = topics
+        self.handlers = handlers
+        self.pool = pool
+        self.bootstrap = bootstrap
+        self.batch_size = batch_size
+        self.group_id = group_id or name
+        self.schema = schema
+        self.applied_total = 0
+        self.connected = False
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def run(self) -> None:
+        """Consume until cancelled, reconnecting after broker outages."""
+        while True:
+            consumer = AIOKafkaConsumer(
+                *self.topics,
+                bootstrap_servers=self.bootstrap,
+                group_id=self.group_id,
+                client_id=f"{self.name}-consumer",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self.batch_size,
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=1_000,
+                metadata_max_age_ms=5_000,
+                request_timeout_ms=15_000,
+            )
+            try:
+                await asyncio.wait_for(consumer.start(), 15)
+                self._consumer = consumer
+                self.connected = True
+                await self._consume(consumer)
+            except asyncio.CancelledError:
+                raise
+            except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+                log.warning("consumer %s lost the broker (%s); reconnecting", self.name, exc)
+            except Exception:
+                log.exception("consumer %s failed; restarting", self.name)
+            finally:
+                self.connected = False
+                self._consumer = None
+                try:
+                    await asyncio.wait_for(consumer.stop(), 5)
+                except Exception:  # noqa: BLE001 - stopping a broken client
+                    pass
+            await asyncio.sleep(1.0)
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+            if not batch:
+                continue
+            try:
+                await self.apply_batch(batch)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("consumer %s: database unavailable (%s); retrying the batch", self.name, exc)
+                for tp, records in batch.items():
+                    consumer.seek(tp, records[0].offset)
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+            except KafkaError as exc:
+                # The effects are committed with their inbox rows; a redelivery is skipped there.
+                log.info("consumer %s: offset commit failed (%s); redelivery will be de-duplicated", self.name, exc)
+
+    async def apply_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Apply a batch in one transaction: parse, skip seen ids, apply, dead-letter the unusable."""
+        parsed: list[_Parsed] = []
+        dead: list[tuple] = []
+        for records in batch.values():
+            for record in records:
+                item = self._parse(record, dead)
+                if item is not None:
+                    parsed.append(item)
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                fresh = await self._claim(conn, [p.event.id for p in parsed])
+                todo: list[_Parsed] = []
+                for p in parsed:
+                    if p.event.id in fresh:
+                        fresh.discard(p.event.id)
+                        todo.append(p)
+                    else:
+                        EVENTS_DUPLICATE.labels(self.name).inc()
+                await self._apply_all(conn, todo, dead)
+                if dead:
+                    await add_rows(conn, dead, self.schema)
+        for p in todo:
+            EVENTS_CONSUMED.labels(self.name, p.event.type).inc()
+        if dead:
+            EVENTS_DEAD_LETTERED.labels(self.name).inc(len(dead))
+        self.applied_total += len(todo)
+
+    def _parse(self, record: ConsumerRecord, dead: list[tuple]) -> _Parsed | None:
+        try:
+            event = CloudEvent.from_json(record.value or b"")
+        except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
+            dead.append(self._dead_row(record, describe_error(exc)))
+            return None
+        handler = self.handlers.get(event.type)
+        if handler is None:
+            if event.type.startswith("eldercare."):
+                return None  # another consumer's event on a shared topic
+            dead.append(self._dead_row(record, f"unknown event type {event.type!r}", event.id))
+            return None
+        try:
+            data = parse_data(event)
+        except (ValidationError, UnknownEventType) as exc:
+            dead.append(self._dead_row(record, describe_error(exc), event.id))
+            return None
+        return _Parsed(record, event, data, handler)
+
+    async def _claim(self, conn: asyncpg.Connection, ids: list[str]) -> set[str]:
+        """Insert inbox rows; the ids returned are the ones never applied before."""
+        if not ids:
+            return set()
+        rows = await conn.fetch(
+            "INSERT INTO inbox (consumer, event_id) SELECT $1, unnest($2::text[]) "
+            "ON CONFLICT DO NOTHING RETURNING event_id",
+            self.name, ids,
+        )
+        return {r["event_id"] for r in rows}
+
+    async def _apply_all(self, conn: asyncpg.Connection, todo: list[_Parsed], dead: list[tuple]) -> None:
+        # Optimistic: the whole batch under one savepoint; only if an event fails do we redo the
+        # batch one savepoint per event, so one bad event costs its own effect, not the batch's.
+        try:
+            async with conn.transaction():
+                for p in todo:
+                    await self._call(conn, p)
+            return
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:  # noqa: BLE001 - sorted out event by event below
+            pass
+        for p in todo:
+            try:
+                async with conn.transaction():
+                    await self._call(conn, p)
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a poison event must not block its partition
+                log.warning("consumer %s: event %s dead-lettered: %s", self.name, p.event.id, describe_error(exc))
+                dead.append(self._dead_row(p.record, describe_error(exc), p.event.id))
+
+    @staticmethod
+    async def _call(conn: asyncpg.Connection, p: _Parsed) -> None:
+        token = set_traceparent(p.event.traceparent)
+        try:
+            await p.handler(conn, p.event, p.data)
+        finally:
+            reset_traceparent(token)
+
+    def _dead_row(self, record: ConsumerRecord, reason: str, event_id: str | None = None) -> tuple:
+        return dead_letter_row(
+            record.value, record.topic, record.partition, record.offset, record.key, self.name, reason,
+            event_id=f"dlq:{self.name}:{event_id}" if event_id else None,
+        )

@@ -1,0 +1,262 @@
+"""The outbox relay: publishes committed outbox rows in id order, and replays them when the
+broker has lost its log (the embedded broker keeps it in memory; any broker can be rebuilt)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from shared.db import connect
+from shared.messaging.kafka import ensure_topics, make_probe_consumer, make_producer
+from shared.messaging.outbox import encode_headers
+from shared.messaging.schema import notify_channel
+from shared.messaging.topics import all_topic_names
+from shared.observability import OUTBOX_PENDING, OUTBOX_PUBLISHED, OUTBOX_REPLAYS
+
+log = logging.getLogger(__name__)
+_BROKER_ERRORS = (KafkaError, OSError, asyncio.TimeoutError)
+
+
+def acks_went_backwards(highs: dict[tuple[str, int], int], acks: Sequence[tuple[str, int, int]]) -> bool:
+    """True when the broker acknowledged an offset at or below one it acknowledged before:
+    offsets only grow, so the partition's log was lost (pure; unit-tested)."""
+    return any(offset <= highs.get((topic, partition), -1) for topic, partition, offset in acks)
+
+
+def end_offsets_went_backwards(
+    highs: dict[tuple[str, int], int], end_offsets: dict[tuple[str, int], int | None]
+) -> bool:
+    """True when a partition we published to is gone (None) or ends at or before our last ack."""
+    for tp, high in highs.items():
+        end = end_offsets.get(tp)
+        if end is None or end <= high:
+            return True
+    return False
+
+
+class OutboxRelay:
+    """One leader per schema (PostgreSQL advisory lock); woken by LISTEN/NOTIFY, polls as a fallback."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        database_url: str,
+        schema: str,
+        bootstrap: str,
+        partitions: int = 8,
+        replication: int = 1,
+        batch_size: int = 2000,
+        retention_days: float = 7.0,
+        check_interval: float = 2.0,
+        topics: list[str] | None = None,
+    ) -> None:
+        self.service = service
+        self.database_url = database_url
+        self.schema = schema
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.replication = replication
+        self.batch_size = batch_size
+        self.retention_seconds = retention_days * 86400
+        self.check_interval = check_interval
+        self.topics = topics or all_topic_names()
+        self._highs: dict[tuple[str, int], int] = {}
+        self.published_total = 0
+        self.replays = 0
+        self.is_leader = False
+        self.broker_ok = False
+
+    async def run(self) -> None:
+        """Publish until cancelled, surviving database and broker outages."""
+        while True:
+            try:
+                await self._run_as_leader()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("outbox relay lost its database connection: %s", exc)
+            except Exception:
+                log.exception("outbox relay failed; restarting")
+            self.is_leader = False
+            await asyncio.sleep(1.0)
+
+    async def _run_as_leader(self) -> None:
+        conn = await connect(self.database_url, self.schema)
+        try:
+            # Closing the connection releases the lock, so a killed leader hands over at once.
+            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"relay:{self.schema}"):
+                await asyncio.sleep(2.0)
+            self.is_leader = True
+            wake = asyncio.Event()
+            await conn.add_listener(notify_channel(self.schema), lambda *_: wake.set())
+            self._highs = {
+                (r["topic"], r["partition"]): r["high_offset"]
+                for r in await conn.fetch("SELECT topic, partition, high_offset FROM relay_state")
+            }
+            await self._publish_loop(conn, wake)
+        finally:
+            self.is_leader = False
+            await conn.close()
+
+    async def _publish_loop(self, conn: asyncpg.Connection, wake: asyncio.Event) -> None:
+        producer: AIOKafkaProducer | None = None
+        probe: AIOKafkaConsumer | None = None
+        next_check = next_cleanup = 0.0
+        backoff = 0.5
+        try:
+            while True:
+                if producer is None:
+                    try:
+                        producer, probe = await self._connect_broker()
+                        backoff = 0.5
+                        next_check = 0.0
+                    except _BROKER_ERRORS as exc:
+                        self.broker_ok = False
+                        log.warning("broker unavailable (%s); events wait in the outbox", exc)
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, 5.0)
+                        continue
+                now = time.monotonic()
+                if now >= next_cleanup:
+                    await self._cleanup(conn)
+                    next_cleanup = now + 60.0
+                wake.clear()
+                try:
+                    if now >= next_check:
+                        next_check = now + self.check_interval
+                        if await self._broker_lost(probe):
+                            await self._replay(conn)
+                    rows = await conn.fetch(
+                        "SELECT id, topic, key, payload, headers FROM outbox "
+                        "WHERE published_at IS NULL ORDER BY id LIMIT $1",
+                        self.batch_size,
+                    )
+                    if not rows:
+                        try:
+                            await asyncio.wait_for(wake.wait(), timeout=self.check_interval)
+                        except asyncio.TimeoutError:
+                            pass
+                        continue
+                    acks = await asyncio.wait_for(self._publish(producer, rows), timeout=60.0)
+                except _BROKER_ERRORS as exc:
+                    self.broker_ok = False
+                    log.warning("publishing failed (%s); will retry", exc)
+                    await self._close_broker(producer, probe)
+                    producer = probe = None
+                    await asyncio.sleep(backoff)
+                    continue
+                self.broker_ok = True
+                lost = acks_went_backwards(self._highs, acks)
+                await self._mark_published(conn, [r["id"] for r in rows], acks, reset=lost)
+                if lost:
+                    await self._replay(conn)
+        finally:
+            await self._close_broker(producer, probe)
+
+    async def _connect_broker(self) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
+        await ensure_topics(self.bootstrap, self.topics, self.partitions, self.replication, timeout=10)
+        producer = make_producer(self.bootstrap, f"{self.service}-relay")
+        probe = make_probe_consumer(self.bootstrap, f"{self.service}-relay-probe")
+        try:
+            await asyncio.wait_for(producer.start(), 10)
+            await asyncio.wait_for(probe.start(), 10)
+        except BaseException:
+            await self._close_broker(producer, probe)
+            raise
+        self.broker_ok = True
+        return producer, probe
+
+    @staticmethod
+    async def _close_broker(producer: AIOKafkaProducer | None, probe: AIOKafkaConsumer | None) -> None:
+        for client in (producer, probe):
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.stop(), 5)
+                except Exception:  # noqa: BLE001 - a broken client may not stop cleanly
+                    pass
+
+    async def _publish(self, producer: AIOKafkaProducer, rows: list[asyncpg.Record]) -> list[tuple[str, int, int]]:
+        # send() only appends to the partition's batch; aiokafka keeps one request in flight per
+        # partition, so records of one key (one partition) reach the log in outbox-id order.
+        futures = []
+        for row in rows:
+            key = row["key"]
+            futures.append(
+                await producer.send(
+                    row["topic"],
+                    value=row["payload"],
+                    key=key.encode() if key is not None else None,
+                    headers=encode_headers(row["headers"]),
+                )
+            )
+        metas = await asyncio.gather(*futures)
+        return [(m.topic, m.partition, m.offset) for m in metas]
+
+    async def _mark_published(self, conn: asyncpg.Connection, ids: list[int],
+                              acks: list[tuple[str, int, int]], reset: bool) -> None:
+        highs: dict[tuple[str, int], int] = {}
+        for topic, partition, offset in acks:
+            if offset > highs.get((topic, partition), -1):
+                highs[(topic, partition)] = offset
+        async with conn.transaction():
+            await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", ids)
+            if not reset:
+                await conn.executemany(
+                    "INSERT INTO relay_state (topic, partition, high_offset) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (topic, partition) DO UPDATE SET high_offset = "
+                    "GREATEST(relay_state.high_offset, EXCLUDED.high_offset)",
+                    [(t, p, o) for (t, p), o in highs.items()],
+                )
+        if not reset:
+            for tp, offset in highs.items():
+                self._highs[tp] = max(self._highs.get(tp, -1), offset)
+        self.published_total += len(ids)
+        OUTBOX_PUBLISHED.labels(self.service).inc(len(ids))
+
+    async def _broker_lost(self, probe: AIOKafkaConsumer | None) -> bool:
+        """Compare the broker's end offsets with what it acknowledged to us before."""
+        if probe is None or not self._highs:
+            return False
+        topics = await asyncio.wait_for(probe.topics(), 10)
+        ends: dict[tuple[str, int], int | None] = {}
+        wanted: list[TopicPartition] = []
+        for topic, partition in self._highs:
+            known = probe.partitions_for_topic(topic) if topic in topics else None
+            if not known or partition not in known:
+                ends[(topic, partition)] = None
+            else:
+                wanted.append(TopicPartition(topic, partition))
+        if wanted:
+            offsets = await asyncio.wait_for(probe.end_offsets(wanted), 10)
+            ends.update({(tp.topic, tp.partition): off for tp, off in offsets.items()})
+        return end_offsets_went_backwards(self._highs, ends)
+
+    async def _replay(self, conn: asyncpg.Connection) -> None:
+        """Mark every retained event unpublished; the loop republishes them in id order and the
+        consumers' inboxes drop what they had already applied."""
+        async with conn.transaction():
+            status = await conn.execute("UPDATE outbox SET published_at = NULL WHERE published_at IS NOT NULL")
+            await conn.execute("DELETE FROM relay_state")
+        self._highs.clear()
+        self.replays += 1
+        OUTBOX_REPLAYS.labels(self.service).inc()
+        log.warning(
+            "broker lost its log; replaying the retained outbox",
+            extra={"fields": {"schema": self.schema, "events": int(status.split()[-1])}},
+        )
+        await ensure_topics(self.bootstrap, self.topics, self.partitions, self.replication, timeout=10)
+
+    async def _cleanup(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+            float(self.retention_seconds),
+        )
+        pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        OUTBOX_PENDING.labels(self.service).set(pending)

@@ -1,0 +1,65 @@
+"""Alembic per service: each service's `migrations/` folder, its own schema and version table."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, pool, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.db import quote_ident, sqlalchemy_url
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+def alembic_config(service: str, database_url: str) -> Config:
+    """An Alembic config built in code (no alembic.ini to keep in step)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    cfg.attributes["database_url"] = database_url
+    cfg.attributes["schema"] = service
+    return cfg
+
+
+def upgrade(service: str, database_url: str, revision: str = "head") -> None:
+    """Bring a service's schema to `revision` (blocking: call from a thread inside an event loop)."""
+    command.upgrade(alembic_config(service, database_url), revision)
+
+
+async def upgrade_async(service: str, database_url: str) -> None:
+    await asyncio.to_thread(upgrade, service, database_url)
+
+
+def run_env(target_metadata: MetaData | None = None) -> None:
+    """The body of every service's migrations/env.py."""
+    cfg = context.config
+    schema = cfg.attributes["schema"]
+    url = sqlalchemy_url(cfg.attributes["database_url"])
+
+    def do_run(connection) -> None:
+        # Serialise concurrent starts of the same service (replicas) on one advisory lock.
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"migrate:{schema}"})
+        connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}"))
+        connection.execute(text(f"SET search_path TO {quote_ident(schema)}"))
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            version_table_schema=schema,
+            include_schemas=False,
+            transaction_per_migration=False,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run_async() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(do_run)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run_async())

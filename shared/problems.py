@@ -1,0 +1,147 @@
+"""RFC 9457 problem details: domain errors are types, mapped to HTTP answers here and only here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://eldercare.example/problems/"
+
+
+class Problem(Exception):
+    """An error with an HTTP meaning. Subclasses name what went wrong; `field` names the culprit."""
+
+    status = 400
+    title = "Bad request"
+    slug = "bad-request"
+
+    def __init__(self, detail: str | None = None, *, field: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.field = field
+        self.headers = headers or {}
+        self.extra = extra
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": TYPE_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        if self.field:
+            body["field"] = self.field
+            body.setdefault("errors", [{"field": self.field, "message": self.detail}])
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(Problem):
+    pass
+
+
+class Unauthorized(Problem):
+    status, title, slug = 401, "Not authenticated", "unauthorized"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="eldercare"'})
+        super().__init__(detail, **kw)
+
+
+class Forbidden(Problem):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(Problem):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class Conflict(Problem):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class PreconditionFailed(Problem):
+    status, title, slug = 412, "Precondition failed", "precondition-failed"
+
+
+class PreconditionRequired(Problem):
+    status, title, slug = 428, "Precondition required", "precondition-required"
+
+
+class PayloadTooLarge(Problem):
+    status, title, slug = 413, "Payload too large", "payload-too-large"
+
+
+class Unprocessable(Problem):
+    status, title, slug = 422, "Unprocessable content", "validation-error"
+
+
+class ServiceUnavailable(Problem):
+    status, title, slug = 503, "Service unavailable", "unavailable"
+
+
+def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    return JSONResponse(
+        problem.body(str(request.url.path) if request else None),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+def _field_of(loc: tuple | list) -> str:
+    # FastAPI prefixes the source ("body", "query", "path", "header"); a person wants the field.
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"} and len(parts) > 1:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_errors(errors: list[dict]) -> list[dict[str, Any]]:
+    """Pydantic errors as [{field, message, type}] (input values left out: they may be personal)."""
+    return [{"field": _field_of(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type")}
+            for e in errors]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map every error to a problem-details answer; nothing escapes as an HTML page or a bare 500."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(list(exc.errors()))
+        if any(e["type"] == "json_invalid" for e in errors):
+            problem: Problem = BadRequest("The request body is not valid JSON.", field="body",
+                                          errors=errors)
+        else:
+            first = errors[0] if errors else {"field": "body", "message": "invalid"}
+            problem = Unprocessable(f"{first['field']}: {first['message']}", field=first["field"], errors=errors)
+        return problem_response(problem, request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        problem = Problem(str(exc.detail), headers=dict(exc.headers or {}))
+        problem.status = exc.status_code
+        problem.title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        problem.slug = f"http-{exc.status_code}"
+        return problem_response(problem, request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        problem = Problem("An unexpected error occurred; it has been logged.")
+        problem.status, problem.title, problem.slug = 500, "Internal error", "internal"
+        return problem_response(problem, request)
