@@ -3,7 +3,7 @@
 Exactly the task list's 60+ population per county as active residents, plus the other
 entries a real registry holds (deceased, transferred out, special-hardship residents under
 60) up to `total`. Pure and deterministic: one `random.Random(seed)`, no global state, no
-I/O except reading the task list (and `write_csv`, which is asked to write).
+I/O except reading the task list (and `write_csv`, whose job is writing).
 
 Speed matters (700k rows at every fresh start), so everything that does not depend on the
 individual row is precomputed once: cumulative weight tables sampled with `bisect`, birth
@@ -139,8 +139,8 @@ def plan_population(total: int, counties: Mapping[str, County]) -> dict[str, Cou
 # ---------------------------------------------------------------- age pyramid ----------
 
 # Share of the 60+ population by five-year band, % (Henan, 7th census 2020: 65+ is about
-# three quarters of 60+; SPEC §4 asks 74%). 100+ at ~300 per million elders, the order of
-# Henan's registered centenarians.
+# three quarters of 60+; SPEC §4 asks 74%). 100+ at a few hundred per million elders:
+# about 200 in the full city, a handful to a few dozen per county.
 _BANDS: tuple[tuple[int, float], ...] = (
     (60, 26.0), (65, 24.0), (70, 20.0), (75, 13.5), (80, 9.0), (85, 5.0), (90, 2.0),
     (95, 0.47), (100, 0.03),
@@ -286,8 +286,10 @@ def _given(curated: Sequence[str], chars: tuple[str, str]) -> tuple[list[str], l
 
 _VILLAGE_SUFFIXES = "庄庄庄庄楼楼寨寨营屯集店庙岗堤湾固桥园坡寺口堂"
 _VILLAGE_PREFIXES = "前后东西南北大小新老"
-_VILLAGE_WORDS = "辛庄 高寺 红庙 三里店 双碾 枣林 柳园 白堽 马庄桥 沙窝 油坊 铁炉 苏堤 枣园 " \
-    "孟楼 土城 丁寨 安乐 黄河 金堤 五星 八里庄 十字坡 后坡 杏园 槐树庄".split()
+_VILLAGE_WORDS = (
+    "辛庄 高寺 红庙 三里店 双碾 枣林 柳园 白堽 马庄桥 沙窝 油坊 铁炉 苏堤 枣园 孟楼 土城 丁寨 安乐 "
+    "黄河 金堤 五星 八里庄 十字坡 后坡 杏园 槐树庄"
+).split()
 _COMMUNITY_STEMS = (
     "建设 人民 胜利 中原 长庆 绿城 昆吾 开州 帝丘 龙城 华龙 春晖 阳光 和谐 幸福 锦华 颐和 铁路 "
     "油田 石化 振兴 文化 朝阳 金堤 东关 西关 南关 北关 新华 育才 安居 龙湖 卫都 京开 紫荆 世纪 "
@@ -355,7 +357,8 @@ def _interp(anchors: Sequence[tuple[int, Sequence[float]]], age: int) -> list[fl
 
 
 # GB/T 42195-2022 levels 0-4. Mostly intact or mild; disability climbs steeply past 80
-# (China's 4th survey of the urban and rural elderly: ~12% partly or wholly disabled).
+# (China's 4th survey of the urban and rural elderly, 2015: about one in six partly or
+# wholly disabled, here levels 2-4).
 _ABILITY = ((60, (0.82, 0.13, 0.03, 0.015, 0.005)), (70, (0.70, 0.21, 0.05, 0.028, 0.012)),
             (80, (0.45, 0.33, 0.12, 0.065, 0.035)), (90, (0.22, 0.35, 0.20, 0.13, 0.10)),
             (100, (0.10, 0.30, 0.25, 0.18, 0.17)))
@@ -411,9 +414,16 @@ def _birth_window(as_of: date, age: int) -> tuple[int, int]:
 
 
 def _id_partial(digits: str, offset: int) -> int:
-    # GB 11643 §5 weighted sum of a slice of the first 17 digits, so the hot loop adds
+    # GB 11643 §5.5 weighted sum of a slice of the first 17 digits, so the hot loop adds
     # three cached partial sums instead of recomputing all 17 products.
     return sum(int(ch) * WEIGHTS[offset + i] for i, ch in enumerate(digits))
+
+
+def _birth_regions_of(code: str, county: County, units: Mapping[str, County]) -> tuple[str, ...]:
+    # A zone added by data (not in _ZONE_BIRTH_REGIONS) borrows the codes of the real counties.
+    if county.kind != "zone":
+        return (code,)
+    return tuple(c for c, u in units.items() if u.kind != "zone") or (code,)
 
 
 def _as_mapping(counties: Mapping[str, County] | Iterable[County] | None) -> dict[str, County]:
@@ -436,12 +446,15 @@ def generate_residents(
     `total` reaches the city sum, and an apportioned share otherwise. The same seed and
     total give identical rows.
     """
+    if total < 0:
+        raise ValueError("total must not be negative")
     units = _as_mapping(counties)
     plan = plan_population(total, units)
     rng = random.Random(seed)
     rnd = rng.random
+    _bisect, _int = bisect, int  # locals: the loop below runs 700k times
 
-    # ---- tables shared by every row
+    # ---- tables shared by every row; per-age tables are lists indexed by age
     sur_names, sur_cum = _surnames()
     male_names, male_cum = _given(_MALE_GIVEN, _MALE_CHARS)
     female_names, female_cum = _given(_FEMALE_GIVEN, _FEMALE_CHARS)
@@ -449,16 +462,33 @@ def generate_residents(
     n_young = len(young)
     henan_codes, henan_cum = _weighted(_HENAN_REGIONS)
     other_codes, other_cum = _weighted(_OTHER_REGIONS)
-    prefixes = _MOBILE_PREFIXES
-    n_prefixes = len(prefixes)
+    # One draw picks prefix and subscriber number together; str() of the int is the phone.
+    prefix_base = [int(p) * 100_000_000 for p in _MOBILE_PREFIXES]
+    phone_span = len(prefix_base) * 100_000_000
     rates = _rates()
-    p_extreme, p_minimum, p_low = rates["extreme"], rates["minimum"], rates["low"]
-    p_disability, p_dementia, p_fps = rates["disability"], rates["dementia"], rates["fps"]
-    ability_cum = {a: _cum(_interp(_ABILITY, a)) for a in AGES}
-    living_cum = {a: _cum(_interp(_LIVING, a)) for a in AGES}
-    p_male = {a: _interp(_MALE, a)[0] for a in AGES}
-    p_phone = {a: _interp(_PHONE, a)[0] for a in AGES}
-    window = {a: _birth_window(as_of, a) for a in AGES}
+
+    def by_age(values: Mapping[int, Any]) -> list[Any]:
+        return [values.get(a) for a in range(MAX_AGE + 1)]
+
+    p_extreme, p_minimum, p_low = by_age(rates["extreme"]), by_age(rates["minimum"]), by_age(rates["low"])
+    p_disability, p_dementia = by_age(rates["disability"]), by_age(rates["dementia"])
+    p_fps = by_age(rates["fps"])
+    ability_cum = by_age({a: _cum(_interp(_ABILITY, a)) for a in AGES})
+    living_cum = by_age({a: _cum(_interp(_LIVING, a)) for a in AGES})
+    p_male = by_age({a: _interp(_MALE, a)[0] for a in AGES})
+    p_phone = by_age({a: _interp(_PHONE, a)[0] for a in AGES})
+    window = by_age({a: _birth_window(as_of, a) for a in AGES})
+    living_codes = _LIVING_CODES
+    # House numbers: 村民小组 and house in villages, building/unit/room in communities.
+    village_detail = [f"{g}组{h}号" for g in range(1, 9) for h in range(1, 81)]
+    community_detail = [
+        f"{b}号楼{u}单元{f}0{r}室"
+        for b in range(1, 31)
+        for u in range(1, 5)
+        for f in range(1, 7)
+        for r in range(1, 5)
+    ]
+    n_vd, n_cd = len(village_detail), len(community_detail)
 
     region_sum: dict[str, int] = {}
     date_cache: dict[int, tuple[str, int]] = {}
@@ -473,6 +503,7 @@ def generate_residents(
     deceased_cum = _cum([base.get(a, 0.0) * exp(0.09 * (a - 60)) for a in AGES])
     transferred_cum = _cum([base.get(a, 0.0) * exp(-0.03 * (a - 60)) for a in AGES])
     under60_cum = _cum([(1 + 0.05 * (a - 45)) if a < 60 else 0.0 for a in AGES])
+    statuses = ("active", "deceased", "transferred", "active")  # by kind below
 
     for code, county in units.items():
         p = plan[code]
@@ -480,53 +511,58 @@ def generate_residents(
             continue
         townships = TOWNSHIPS.get(code) or ["城关街道", "城郊乡"]
         per_township = _village_counts(county, townships)
-        villages = [villages_of(code, t, per_township) for t in townships]
-        n_town = len(townships)
-        own_regions = _ZONE_BIRTH_REGIONS.get(code) or (
-            (code,) if county.kind != "zone" else tuple(c for c, u in units.items() if u.kind != "zone") or (code,)
-        )
+        # (township, its villages, address prefix, address of its care home)
+        places = [
+            (
+                t,
+                villages_of(code, t, per_township),
+                county.name_zh + t,
+                county.name_zh + t + ("养老服务中心" if _is_street(t) else "敬老院"),
+            )
+            for t in townships
+        ]
+        n_town = len(places)
+        own_regions = _ZONE_BIRTH_REGIONS.get(code) or _birth_regions_of(code, county, units)
         n_own = len(own_regions)
-        county_zh = county.name_zh
 
-        people: list[tuple[int, str]] = []
+        # kind: 0 active 60+, 1 deceased, 2 transferred, 3 hardship under 60
+        people: list[tuple[int, int]] = []
         for kind, n, cum in (
-            ("active", p.active_60plus, active_cum),
-            ("deceased", p.deceased, deceased_cum),
-            ("transferred", p.transferred, transferred_cum),
-            ("hardship", p.hardship_under_60, under60_cum),
+            (0, p.active_60plus, active_cum),
+            (1, p.deceased, deceased_cum),
+            (2, p.transferred, transferred_cum),
+            (3, p.hardship_under_60, under60_cum),
         ):
             people.extend((age, kind) for age in _systematic_ages(n, AGES, cum, rng))
         rng.shuffle(people)
 
         for age, kind in people:
-            status = "active" if kind in ("active", "hardship") else kind
             # ---- identity
-            pm = p_male[age] + (0.08 if kind == "deceased" else 0.0)
-            male = rnd() < pm
-            surname = sur_names[bisect(sur_cum, rnd())]
+            male = rnd() < (p_male[age] + 0.08 if kind == 1 else p_male[age])  # more men among the dead
+            surname = sur_names[_bisect(sur_cum, rnd())]
             if male:
-                name = surname + male_names[bisect(male_cum, rnd())]
+                name = surname + male_names[_bisect(male_cum, rnd())]
             else:
-                name = surname + female_names[bisect(female_cum, rnd())]
+                name = surname + female_names[_bisect(female_cum, rnd())]
             r = rnd()
             if r < 0.80:
-                region = own_regions[int(rnd() * n_own)]
+                region = own_regions[_int(r * 1.25 * n_own)]  # r/0.8 is uniform again
             elif r < 0.95:
-                region = henan_codes[bisect(henan_cum, rnd())]
+                region = henan_codes[_bisect(henan_cum, rnd())]
             else:
-                region = other_codes[bisect(other_cum, rnd())]
+                region = other_codes[_bisect(other_cum, rnd())]
             rs = region_sum.get(region)
             if rs is None:
                 rs = region_sum[region] = _id_partial(region, 0)
             lo, hi = window[age]
             span = hi - lo + 1
             while True:  # unique city-wide (SPEC §2: one person is registered once)
-                ordinal = lo + int(rnd() * span)
+                ordinal = lo + _int(rnd() * span)
                 entry = date_cache.get(ordinal)
                 if entry is None:
                     ymd = date.fromordinal(ordinal).strftime("%Y%m%d")
                     entry = date_cache[ordinal] = (ymd, _id_partial(ymd, 6))
-                seq = 2 * int(rnd() * 500) + (1 if male else 0)  # GB 11643: odd = man
+                seq = 2 * _int(rnd() * 500) + male  # GB 11643 §5.4: odd sequence = man
                 first17 = region + entry[0] + seq_text[seq]
                 if first17 not in seen:
                     seen.add(first17)
@@ -535,19 +571,19 @@ def generate_residents(
 
             # ---- categories (in the SPEC's order)
             categories: list[str] = []
-            if kind == "hardship":
-                # Under 60 only hardship puts you on the elderly registry.
+            if kind == 3:
+                # Under 60 only hardship puts someone on the elderly registry.
                 h = rnd()
                 if h < 0.30:
                     categories.append(
                         "extreme_poverty_centralised" if rnd() < 0.3 else "extreme_poverty_dispersed"
                     )
-                elif rnd() < 0.35:
-                    categories.append("minimum_allowance")
-                if h >= 0.30 and (h < 0.85 or age < 49):
-                    categories.append("severe_disability")
-                elif h >= 0.85:
-                    categories.append("family_planning_special")
+                else:
+                    if rnd() < 0.35:
+                        categories.append("minimum_allowance")
+                    # Bereaved one-child parents qualify from 49 (the policy's age line).
+                    fps = h >= 0.85 and age >= 49
+                    categories.append("family_planning_special" if fps else "severe_disability")
             else:
                 e = rnd()
                 pe = p_extreme[age]
@@ -567,59 +603,54 @@ def generate_residents(
                     categories.append("family_planning_special")
 
             # ---- ability (GB/T 42195-2022)
-            level = bisect(ability_cum[age], rnd())
-            if level > 4:
-                level = 4
-            if categories:
+            level = _bisect(ability_cum[age], rnd())
+            first_category = categories[0] if categories else ""
+            if first_category:
                 if "severe_disability" in categories:
-                    level = max(level, 1 + int(rnd() * 3))
+                    level = max(level, 1 + _int(rnd() * 3))
                 if "dementia" in categories:
-                    # A diagnosed dementia makes the assessed level one worse (§ on levels).
+                    # A diagnosed dementia makes the assessed level one worse.
                     level = min(max(level, 1) + 1, 4)
 
             # ---- living arrangement
-            if categories and categories[0] == "extreme_poverty_centralised":
+            if first_category == "extreme_poverty_centralised":
                 living = "institution"  # centralised support means living in a care home
-            elif categories and categories[0] == "extreme_poverty_dispersed":
+            elif first_category == "extreme_poverty_dispersed":
                 living = "alone" if rnd() < 0.7 else "empty_nest"  # no supporting children
             else:
-                living = _LIVING_CODES[min(bisect(living_cum[age], rnd()), 3)]
-                if living == "alone" and level >= 3:
+                living = living_codes[_bisect(living_cum[age], rnd())]
+                if level >= 3 and living == "alone":
                     living = "with_family"  # severe loss of ability rarely lives alone
 
             # ---- where
-            ti = int(rnd() * n_town)
-            township = townships[ti]
-            vs = villages[ti]
-            village = vs[int(rnd() * len(vs))]
+            township, villages, prefix, care_home = places[_int(rnd() * n_town)]
+            village = villages[_int(rnd() * len(villages))]
             if living == "institution":
-                address = county_zh + township + ("养老服务中心" if _is_street(township) else "敬老院")
-            elif village.endswith("社区"):
-                address = (
-                    f"{county_zh}{township}{village}{1 + int(rnd() * 30)}号楼"
-                    f"{1 + int(rnd() * 4)}单元{1 + int(rnd() * 6)}0{1 + int(rnd() * 4)}室"
-                )
+                address = care_home
+            elif village[-1] == "区":  # 社区
+                address = prefix + village + community_detail[_int(rnd() * n_cd)]
             else:
-                address = f"{county_zh}{township}{village}{1 + int(rnd() * 8)}组{1 + int(rnd() * 80)}号"
+                address = prefix + village + village_detail[_int(rnd() * n_vd)]
 
             # ---- contacts
-            phone = (
-                prefixes[int(rnd() * n_prefixes)] + f"{int(rnd() * 100_000_000):08d}"
-                if rnd() < p_phone[age]
-                else None
-            )
-            poor = bool(categories) and categories[0].startswith("extreme_poverty")
+            if rnd() < p_phone[age]:
+                x = _int(rnd() * phone_span)
+                phone = str(prefix_base[x // 100_000_000] + x % 100_000_000)
+            else:
+                phone = None
+            poor = first_category.startswith("extreme")
             if rnd() < (0.6 if poor else 0.92):
                 # Usually a child, who carries the father's surname; the extremely poor
                 # have none, so theirs is a neighbour or village cadre.
-                same = male and not poor and rnd() < 0.85
-                contact_surname = surname if same else sur_names[bisect(sur_cum, rnd())]
-                contact = contact_surname + young[int(rnd() * n_young)]
-                contact_phone = (
-                    prefixes[int(rnd() * n_prefixes)] + f"{int(rnd() * 100_000_000):08d}"
-                    if rnd() < 0.97
-                    else None
-                )
+                if male and not poor and rnd() < 0.85:
+                    contact = surname + young[_int(rnd() * n_young)]
+                else:
+                    contact = sur_names[_bisect(sur_cum, rnd())] + young[_int(rnd() * n_young)]
+                if rnd() < 0.97:
+                    x = _int(rnd() * phone_span)
+                    contact_phone = str(prefix_base[x // 100_000_000] + x % 100_000_000)
+                else:
+                    contact_phone = None
             else:
                 contact = contact_phone = None
 
@@ -636,12 +667,15 @@ def generate_residents(
                 "ability_level": level,
                 "emergency_contact": contact,
                 "emergency_phone": contact_phone,
-                "status": status,
+                "status": statuses[kind],
             }
 
 
 def write_csv(rows: Iterable[Mapping[str, Any]], path_or_file: str | os.PathLike[str] | IO[str]) -> int:
-    """Write rows as the county import template (English headers, `;`-joined categories); returns the row count."""
+    """Write rows as the county import template (English headers, `;`-joined categories).
+
+    Returns the number of rows written.
+    """
     if isinstance(path_or_file, (str, os.PathLike)):
         with open(path_or_file, "w", newline="", encoding="utf-8") as f:
             return write_csv(rows, f)

@@ -1,6 +1,6 @@
 """GB 11643-1999 citizen identity numbers: parse, validate, build and mask.
 
-Layout (§4): 6-digit region code (GB/T 2260), 8-digit birth date YYYYMMDD, 3-digit
+Layout (§5.1): 6-digit region code (GB/T 2260), 8-digit birth date YYYYMMDD, 3-digit
 sequence (odd for men, even for women), 1 check character. Birth date, age and gender are
 derived from the number, never typed twice (SPEC §2 "Resident identity").
 """
@@ -23,7 +23,7 @@ __all__ = [
     "parse_id_number",
 ]
 
-# GB 11643 §5: ISO 7064 MOD 11-2. Weight of position i (1-based from the left) is
+# GB 11643 §5.5: ISO 7064 MOD 11-2. Weight of position i (1-based from the left) is
 # 2^(18-i) mod 11; the check character is the one that makes the weighted sum ≡ 1 (mod 11),
 # with 10 written as "X".
 WEIGHTS: tuple[int, ...] = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -111,7 +111,8 @@ class IdentityFacts:
 
     def age_on(self, d: date) -> int:
         """Completed years on `d` (someone born on 29 February turns a year older on 1 March)."""
-        return d.year - self.birth_date.year - ((d.month, d.day) < (self.birth_date.month, self.birth_date.day))
+        b = self.birth_date
+        return d.year - b.year - ((d.month, d.day) < (b.month, b.day))
 
 
 def _normalise(value: object) -> str:
@@ -121,7 +122,8 @@ def _normalise(value: object) -> str:
         # Spreadsheets turn an 18-digit ID into a float and lose its last digits: refuse
         # rather than guess, so the clerk re-enters it as text.
         raise IdNumberError(
-            "characters", "ID number must be entered as text, not as a number (set the spreadsheet column to text)"
+            "characters",
+            "ID number must be entered as text, not as a number (set the spreadsheet column to text)",
         )
     # NFKC turns full-width digits and "Ｘ" typed with a Chinese input method into ASCII.
     s = unicodedata.normalize("NFKC", value).strip()
@@ -191,7 +193,7 @@ def parse_id_number(value: str, today: date | None = None) -> IdentityFacts:
             "one of its digits is probably mistyped",
             masked,
         )
-    gender = "male" if int(s[16]) % 2 else "female"  # GB 11643 §4.3: odd sequence = man
+    gender = "male" if int(s[16]) % 2 else "female"  # GB 11643 §5.4: odd sequence = man
     return IdentityFacts(id_number=s, region_code=region, birth_date=birth, gender=gender)
 
 

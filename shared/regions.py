@@ -22,8 +22,9 @@ __all__ = [
 
 TASK_LIST_PATH = Path(__file__).resolve().parent / "reference" / "puyang_task_list_2022.csv"
 
-# GB/T 2260 province-level divisions (first two digits of every region code). 71/81/82 are
-# listed by the standard even though the mainland registry does not issue codes under them.
+# GB/T 2260 province-level divisions (first two digits of every region code). 81/82 also
+# head the numbers on Hong Kong and Macau residents' residence permits (810000/820000);
+# Taiwan residents' permits use 830000, which is not a GB/T 2260 province and is refused.
 PROVINCE_CODES: dict[str, str] = {
     "11": "北京市",
     "12": "天津市",

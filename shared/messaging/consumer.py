@@ -78,6 +78,7 @@ class EventConsumer:
         self.group_id = group_id or name
         self.schema = schema
         self.applied_total = 0
+        self.duplicates_total = 0
         self.connected = False
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -154,6 +155,7 @@ class EventConsumer:
                         fresh.discard(p.event.id)
                         todo.append(p)
                     else:
+                        self.duplicates_total += 1
                         EVENTS_DUPLICATE.labels(self.name).inc()
                 await self._apply_all(conn, todo, dead)
                 if dead:

@@ -41,6 +41,14 @@ def make_probe_consumer(bootstrap: str, client_id: str) -> AIOKafkaConsumer:
     )
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer) -> dict[str, set[int]]:
+    """Fresh metadata of every topic: {topic: partitions}. A request for *all* topics never
+    auto-creates one (a request naming a topic may, on brokers that auto-create).
+    consumer.topics() does not refresh the consumer's cached metadata, hence the client call."""
+    cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - no public equivalent
+    return {t: set(cluster.partitions_for_topic(t) or ()) for t in cluster.topics()}
+
+
 async def ensure_topics(bootstrap: str, names: list[str], partitions: int, replication: int = 1,
                         timeout: float = 30.0) -> list[str]:
     """Create missing topics with their partition counts (never rely on auto-creation, whose

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.db import connect
-from shared.messaging.kafka import ensure_topics, make_probe_consumer, make_producer
+from shared.messaging.kafka import ensure_topics, make_probe_consumer, make_producer, topic_partitions
 from shared.messaging.outbox import encode_headers
 from shared.messaging.schema import notify_channel
 from shared.messaging.topics import all_topic_names
@@ -144,6 +144,12 @@ class OutboxRelay:
                         except asyncio.TimeoutError:
                             pass
                         continue
+                    # Check the log is still there right before sending: records sent into a
+                    # broker that restarted empty would reach consumers ahead of the replay of
+                    # older records of the same key. (The acks check below catches the rest.)
+                    if await self._broker_lost(probe, refresh_metadata=False):
+                        await self._replay(conn)
+                        continue
                     acks = await asyncio.wait_for(self._publish(producer, rows), timeout=60.0)
                 except _BROKER_ERRORS as exc:
                     self.broker_ok = False
@@ -220,21 +226,25 @@ class OutboxRelay:
         self.published_total += len(ids)
         OUTBOX_PUBLISHED.labels(self.service).inc(len(ids))
 
-    async def _broker_lost(self, probe: AIOKafkaConsumer | None) -> bool:
-        """Compare the broker's end offsets with what it acknowledged to us before."""
+    async def _broker_lost(self, probe: AIOKafkaConsumer | None, refresh_metadata: bool = True) -> bool:
+        """Compare the broker's end offsets with what it acknowledged to us before. Without a
+        metadata refresh this is one ListOffsets round trip, cheap enough before every batch;
+        a missing topic then shows as a timeout, handled as a broker error (reconnect, recheck)."""
         if probe is None or not self._highs:
             return False
-        topics = await asyncio.wait_for(probe.topics(), 10)
         ends: dict[tuple[str, int], int | None] = {}
         wanted: list[TopicPartition] = []
-        for topic, partition in self._highs:
-            known = probe.partitions_for_topic(topic) if topic in topics else None
-            if not known or partition not in known:
-                ends[(topic, partition)] = None
-            else:
-                wanted.append(TopicPartition(topic, partition))
+        if refresh_metadata:
+            partitions = await asyncio.wait_for(topic_partitions(probe), 10)
+            for topic, partition in self._highs:
+                if partition not in partitions.get(topic, ()):
+                    ends[(topic, partition)] = None
+                else:
+                    wanted.append(TopicPartition(topic, partition))
+        else:
+            wanted = [TopicPartition(t, p) for t, p in self._highs]
         if wanted:
-            offsets = await asyncio.wait_for(probe.end_offsets(wanted), 10)
+            offsets = await asyncio.wait_for(probe.end_offsets(wanted), 5 if not refresh_metadata else 10)
             ends.update({(tp.topic, tp.partition): off for tp, off in offsets.items()})
         return end_offsets_went_backwards(self._highs, ends)
 
