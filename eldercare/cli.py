@@ -115,7 +115,7 @@ def bench_backbone(
     """Outbox relay throughput against raw aiokafka produce on the same broker."""
     from bench.backbone import main
 
-    asyncio.run(main(events=events, runs=runs))
+    main(events=events, runs=runs)
 
 
 if __name__ == "__main__":

@@ -368,7 +368,7 @@ _LIVING = ((60, (0.07, 0.53, 0.39, 0.008)), (70, (0.11, 0.49, 0.385, 0.012)),
            (80, (0.19, 0.33, 0.45, 0.03)), (90, (0.18, 0.14, 0.62, 0.06)),
            (100, (0.12, 0.05, 0.75, 0.08)))
 _LIVING_CODES = ("alone", "empty_nest", "with_family", "institution")
-# Share of men: equal at 60, then women's longer lives (7th census sex ratios by age).
+# Share of men: about equal at 60, then falling as women outlive men (about 47% of all 60+).
 _MALE = ((60, (0.505,)), (70, (0.485,)), (80, (0.44,)), (90, (0.33,)), (100, (0.20,)))
 # Phone of their own: most young-old carry a mobile, the oldest often do not.
 _PHONE = ((60, (0.85,)), (70, (0.75,)), (80, (0.52,)), (90, (0.35,)), (100, (0.25,)))

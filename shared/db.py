@@ -60,8 +60,10 @@ def redact_url(url: str) -> str:
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # orjson instead of the stdlib for jsonb: the consumers and ingest gateway are JSON-bound.
+    # Binary format (a version byte, then the text) so COPY can carry jsonb columns too.
     await conn.set_type_codec(
-        "jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
+        "jsonb", encoder=lambda v: b"\x01" + orjson.dumps(v), decoder=lambda b: orjson.loads(b[1:]),
+        schema="pg_catalog", format="binary",
     )
     await conn.set_type_codec(
         "json", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from shared.db import connect
 from shared.messaging.kafka import ensure_topics, make_probe_consumer, make_producer, topic_partitions
@@ -21,6 +22,7 @@ from shared.observability import OUTBOX_PENDING, OUTBOX_PUBLISHED, OUTBOX_REPLAY
 
 log = logging.getLogger(__name__)
 _BROKER_ERRORS = (KafkaError, OSError, asyncio.TimeoutError)
+_PARTITIONER = DefaultPartitioner()
 
 
 def acks_went_backwards(highs: dict[tuple[str, int], int], acks: Sequence[tuple[str, int, int]]) -> bool:
@@ -30,14 +32,26 @@ def acks_went_backwards(highs: dict[tuple[str, int], int], acks: Sequence[tuple[
 
 
 def end_offsets_went_backwards(
-    highs: dict[tuple[str, int], int], end_offsets: dict[tuple[str, int], int | None]
+    floors: dict[tuple[str, int], int], end_offsets: dict[tuple[str, int], int | None]
 ) -> bool:
-    """True when a partition we published to is gone (None) or ends at or before our last ack."""
-    for tp, high in highs.items():
+    """True when a partition we published to is gone (None) or ends at or before a record we know
+    it holds. The floor is the first offset of our latest round, not the last: Tansu answers
+    ListOffsets(latest) with the base offset of the last record batch + 1, which is below the
+    last offset whenever the last batch holds several records (Kafka answers last offset + 1)."""
+    for tp, floor in floors.items():
         end = end_offsets.get(tp)
-        if end is None or end <= high:
+        if end is None or end <= floor:
             return True
     return False
+
+
+def ack_ranges(acks: Sequence[tuple[str, int, int]]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(lowest, highest) acknowledged offset per partition in one publish round."""
+    ranges: dict[tuple[str, int], tuple[int, int]] = {}
+    for topic, partition, offset in acks:
+        low, high = ranges.get((topic, partition), (offset, offset))
+        ranges[(topic, partition)] = (min(low, offset), max(high, offset))
+    return ranges
 
 
 class OutboxRelay:
@@ -68,6 +82,7 @@ class OutboxRelay:
         self.check_interval = check_interval
         self.topics = topics or all_topic_names()
         self._highs: dict[tuple[str, int], int] = {}
+        self._floors: dict[tuple[str, int], int] = {}
         self.published_total = 0
         self.replays = 0
         self.is_leader = False
@@ -96,10 +111,9 @@ class OutboxRelay:
             self.is_leader = True
             wake = asyncio.Event()
             await conn.add_listener(notify_channel(self.schema), lambda *_: wake.set())
-            self._highs = {
-                (r["topic"], r["partition"]): r["high_offset"]
-                for r in await conn.fetch("SELECT topic, partition, high_offset FROM relay_state")
-            }
+            state = await conn.fetch("SELECT topic, partition, high_offset, floor_offset FROM relay_state")
+            self._highs = {(r["topic"], r["partition"]): r["high_offset"] for r in state}
+            self._floors = {(r["topic"], r["partition"]): r["floor_offset"] for r in state}
             await self._publish_loop(conn, wake)
         finally:
             self.is_leader = False
@@ -189,40 +203,58 @@ class OutboxRelay:
                     pass
 
     async def _publish(self, producer: AIOKafkaProducer, rows: list[asyncpg.Record]) -> list[tuple[str, int, int]]:
-        # send() only appends to the partition's batch; aiokafka keeps one request in flight per
-        # partition, so records of one key (one partition) reach the log in outbox-id order.
-        futures = []
+        """Send rows as record batches, one partition at a time in outbox-id order.
+
+        Building batches ourselves (create_batch/send_batch) is several times faster than one
+        send() per record: the Python side is the limit. The partition of a key is the default
+        partitioner's (murmur2, as every Kafka client), so the key→partition map does not change.
+        aiokafka keeps one request in flight per partition, so a key's records keep their order."""
+        by_partition: dict[tuple[str, int], list[asyncpg.Record]] = {}
+        partitions: dict[str, list[int]] = {}
         for row in rows:
+            topic = row["topic"]
+            if topic not in partitions:
+                partitions[topic] = sorted(await producer.partitions_for(topic))
             key = row["key"]
-            futures.append(
-                await producer.send(
-                    row["topic"],
-                    value=row["payload"],
-                    key=key.encode() if key is not None else None,
-                    headers=encode_headers(row["headers"]),
-                )
-            )
-        metas = await asyncio.gather(*futures)
-        return [(m.topic, m.partition, m.offset) for m in metas]
+            partition = _PARTITIONER(key.encode() if key is not None else None, partitions[topic], partitions[topic])
+            by_partition.setdefault((topic, partition), []).append(row)
+        pending: list[tuple[str, int, int, asyncio.Future]] = []
+        for (topic, partition), part_rows in by_partition.items():
+            batch, count = producer.create_batch(), 0
+            for row in part_rows:
+                record = dict(key=row["key"].encode() if row["key"] is not None else None, value=row["payload"],
+                              timestamp=None, headers=encode_headers(row["headers"]))
+                if batch.append(**record) is None:
+                    pending.append((topic, partition, count, await producer.send_batch(batch, topic, partition=partition)))
+                    batch, count = producer.create_batch(), 0
+                    if batch.append(**record) is None:
+                        raise ValueError(f"outbox record {row['id']} does not fit in a record batch")
+                count += 1
+            if count:
+                pending.append((topic, partition, count, await producer.send_batch(batch, topic, partition=partition)))
+        metas = await asyncio.gather(*(future for *_, future in pending))
+        acks: list[tuple[str, int, int]] = []
+        for (topic, partition, count, _), meta in zip(pending, metas):
+            acks.extend((topic, partition, meta.offset + i) for i in range(count))
+        return acks
 
     async def _mark_published(self, conn: asyncpg.Connection, ids: list[int],
                               acks: list[tuple[str, int, int]], reset: bool) -> None:
-        highs: dict[tuple[str, int], int] = {}
-        for topic, partition, offset in acks:
-            if offset > highs.get((topic, partition), -1):
-                highs[(topic, partition)] = offset
+        ranges = ack_ranges(acks)
         async with conn.transaction():
             await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", ids)
             if not reset:
                 await conn.executemany(
-                    "INSERT INTO relay_state (topic, partition, high_offset) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (topic, partition) DO UPDATE SET high_offset = "
-                    "GREATEST(relay_state.high_offset, EXCLUDED.high_offset)",
-                    [(t, p, o) for (t, p), o in highs.items()],
+                    "INSERT INTO relay_state (topic, partition, high_offset, floor_offset) VALUES ($1, $2, $3, $4) "
+                    "ON CONFLICT (topic, partition) DO UPDATE SET "
+                    "high_offset = GREATEST(relay_state.high_offset, EXCLUDED.high_offset), "
+                    "floor_offset = EXCLUDED.floor_offset",
+                    [(t, p, high, low) for (t, p), (low, high) in ranges.items()],
                 )
         if not reset:
-            for tp, offset in highs.items():
-                self._highs[tp] = max(self._highs.get(tp, -1), offset)
+            for tp, (low, high) in ranges.items():
+                self._highs[tp] = max(self._highs.get(tp, -1), high)
+                self._floors[tp] = low
         self.published_total += len(ids)
         OUTBOX_PUBLISHED.labels(self.service).inc(len(ids))
 
@@ -230,23 +262,23 @@ class OutboxRelay:
         """Compare the broker's end offsets with what it acknowledged to us before. Without a
         metadata refresh this is one ListOffsets round trip, cheap enough before every batch;
         a missing topic then shows as a timeout, handled as a broker error (reconnect, recheck)."""
-        if probe is None or not self._highs:
+        if probe is None or not self._floors:
             return False
         ends: dict[tuple[str, int], int | None] = {}
         wanted: list[TopicPartition] = []
         if refresh_metadata:
             partitions = await asyncio.wait_for(topic_partitions(probe), 10)
-            for topic, partition in self._highs:
+            for topic, partition in self._floors:
                 if partition not in partitions.get(topic, ()):
                     ends[(topic, partition)] = None
                 else:
                     wanted.append(TopicPartition(topic, partition))
         else:
-            wanted = [TopicPartition(t, p) for t, p in self._highs]
+            wanted = [TopicPartition(t, p) for t, p in self._floors]
         if wanted:
             offsets = await asyncio.wait_for(probe.end_offsets(wanted), 5 if not refresh_metadata else 10)
             ends.update({(tp.topic, tp.partition): off for tp, off in offsets.items()})
-        return end_offsets_went_backwards(self._highs, ends)
+        return end_offsets_went_backwards(self._floors, ends)
 
     async def _replay(self, conn: asyncpg.Connection) -> None:
         """Mark every retained event unpublished; the loop republishes them in id order and the
@@ -255,6 +287,7 @@ class OutboxRelay:
             status = await conn.execute("UPDATE outbox SET published_at = NULL WHERE published_at IS NOT NULL")
             await conn.execute("DELETE FROM relay_state")
         self._highs.clear()
+        self._floors.clear()
         self.replays += 1
         OUTBOX_REPLAYS.labels(self.service).inc()
         log.warning(

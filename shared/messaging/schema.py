@@ -17,12 +17,15 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL;
 
--- The highest offset the broker acknowledged per partition: an end offset below it means the
--- broker lost its log (the embedded broker keeps it in memory), and the outbox is replayed.
+-- What the broker acknowledged per partition: the highest offset, and the lowest offset of the
+-- latest publish round (a record certainly in the log). An acknowledgement at or below the
+-- highest, or an end offset at or below that record, means the broker lost its log (the
+-- embedded broker keeps it in memory), and the outbox is replayed.
 CREATE TABLE IF NOT EXISTS relay_state (
     topic       text    NOT NULL,
     partition   integer NOT NULL,
     high_offset bigint  NOT NULL,
+    floor_offset bigint NOT NULL,
     PRIMARY KEY (topic, partition)
 );
 
