@@ -80,3 +80,58 @@ def private_broker():
 def unique() -> str:
     """A short id so tests never collide on one database and broker."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def settings(database_url, bootstrap):
+    from shared.settings import PlatformSettings
+
+    return PlatformSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, log_json=False,
+                            relay_check_interval_s=0.5, kafka_partitions=4)
+
+
+def _ids():
+    import itertools
+    import random
+    from datetime import date, timedelta
+
+    from shared.idcard import make_id_number
+
+    rng = random.Random()
+    for _ in itertools.count():
+        birth = date(1925, 1, 1) + timedelta(days=rng.randrange(0, 365 * 40))
+        yield make_id_number(rng.choice(["410928", "410922", "410902", "370100"]), birth, rng.randrange(1000))
+
+
+_ID_STREAM = _ids()
+_SEEN: set[str] = set()
+
+
+def fresh_id_number() -> str:
+    """A valid GB 11643 number no other test has used in this session."""
+    while True:
+        value = next(_ID_STREAM)
+        if value not in _SEEN:
+            _SEEN.add(value)
+            return value
+
+
+@pytest.fixture(scope="session")
+async def registry(settings):
+    """The registry app with its real lifespan (migrations, relay) against the test database."""
+    import httpx
+
+    from services.registry.app import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://registry") as client:
+            client.app = app
+            yield client
+
+
+def token_for(settings, role: str, county: str | None = None, **kw) -> dict:
+    from shared.auth import issue_token
+
+    return {"Authorization": f"Bearer {issue_token(settings, role, county=county, **kw)}"}

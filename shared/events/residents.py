@@ -26,12 +26,12 @@ class _Data(BaseModel):
 
 
 class ResidentSnapshot(_Data):
-    """What other services may know of a resident: never the ID or phone number in clear."""
+    """What other services may know of a resident: no ID or phone number at all (a masked ID
+    number together with the birth date would give the whole number back)."""
 
     resident_id: str
     county_code: str
     name: str
-    id_number_masked: str
     birth_date: date
     gender: Gender
     township: str

@@ -1,0 +1,103 @@
+"""The registry's tables (SQLModel, documenting what migrations/ creates) and its queries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+import asyncpg
+from sqlalchemy import Column, String
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlmodel import Field, SQLModel
+
+SCHEMA = "registry"
+
+
+class Resident(SQLModel, table=True):
+    __tablename__ = "residents"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(primary_key=True)
+    id_number: str = Field(unique=True)
+    name: str
+    phone: str | None = None
+    county_code: str
+    township: str
+    village: str
+    address: str | None = None
+    living_arrangement: str
+    categories: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(String)))
+    ability_level: int | None = None
+    emergency_contact: str | None = None
+    emergency_phone: str | None = None
+    birth_date: date
+    gender: str
+    status: str = "active"
+    family_bed: bool = False
+    date_of_death: date | None = None
+    version: int = 1
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class ImportJob(SQLModel, table=True):
+    __tablename__ = "import_jobs"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(primary_key=True)
+    county_code: str | None = None
+    actor: str
+    filename: str | None = None
+    file_sha256: str
+    status: str = "queued"
+    total_rows: int = 0
+    processed: int = 0
+    accepted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    error: str | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_log"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(primary_key=True)
+    at: datetime
+    actor: str
+    role: str
+    county_code: str | None = None
+    action: str
+    resident_id: uuid.UUID | None = None
+    fields: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(String)))
+    reason: str
+    trace_id: str | None = None
+
+
+RESIDENT_COLUMNS = (
+    "id, id_number, name, phone, county_code, township, village, address, living_arrangement, categories, "
+    "ability_level, emergency_contact, emergency_phone, birth_date, gender, status, family_bed, date_of_death, "
+    "version, created_at, updated_at"
+)
+
+
+async def fetch_resident(conn: asyncpg.Connection, resident_id: uuid.UUID, *, for_update: bool = False):
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(f"SELECT {RESIDENT_COLUMNS} FROM residents WHERE id = $1{lock}", resident_id)
+
+
+async def owner_county_of(conn: asyncpg.Connection, id_number: str) -> str | None:
+    return await conn.fetchval("SELECT county_code FROM residents WHERE id_number = $1", id_number)
+
+
+async def write_audit(conn: asyncpg.Connection, *, actor: str, role: str, county_code: str | None, action: str,
+                      resident_ids: list[uuid.UUID], fields: list[str], reason: str, trace_id: str | None) -> None:
+    """One audit row per resident whose personal data was shown in clear."""
+    await conn.executemany(
+        "INSERT INTO audit_log (actor, role, county_code, action, resident_id, fields, reason, trace_id) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [(actor, role, county_code, action, rid, fields, reason, trace_id) for rid in resident_ids],
+    )
