@@ -286,3 +286,41 @@ async def transfer(conn: asyncpg.Connection, principal: Principal, resident_id: 
         "resident_id": str(resident_id), "from_county": row["county_code"], "to_county": to_county,
         "resident": snapshot(updated).model_dump(mode="json")})])
     return updated
+
+
+async def upsert_from_county(conn: asyncpg.Connection, fields: ResidentFields, source: str) -> tuple[asyncpg.Record, str]:
+    """A county platform's resident record: register it, or update it when it changed. A number
+    registered by another county is a conflict naming that county only."""
+    existing = await conn.fetchrow(f"SELECT {RESIDENT_COLUMNS} FROM residents WHERE id_number = $1 FOR UPDATE",
+                                   fields.id_number)
+    if existing is None:
+        city = Principal(subject=source, role=Role.CITY)
+        return await register(conn, city, fields, source=source), "registered"
+    if existing["county_code"] != fields.county_code:
+        raise ResidentAlreadyRegistered(
+            f"This ID number is already registered by county {existing['county_code']}; moving a resident is a "
+            "transfer.", field="data.id_number", owner_county=existing["county_code"])
+    changes = {name: getattr(fields, name) for name in PATCHABLE if name != "family_bed"}
+    changes["ability_level"] = fields.ability_level
+    changed = {k: v for k, v in changes.items() if _differs(existing[k], v)}
+    if not changed:
+        return existing, "unchanged"
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(changed, start=2))
+    row = await conn.fetchrow(
+        f"UPDATE residents SET {sets}, version = version + 1, updated_at = now() WHERE id = $1 "
+        f"RETURNING {RESIDENT_COLUMNS}", existing["id"], *changed.values())
+    await add_events(conn, [resident_event("eldercare.resident.updated.v1", row,
+                                           {"resident": snapshot(row).model_dump(mode="json"),
+                                            "changed": sorted(changed)}, source)])
+    return row, "updated"
+
+
+async def establish_family_beds(conn: asyncpg.Connection, resident_ids: list[uuid.UUID], source: str) -> int:
+    """Mark residents as having a family elder-care bed (once) and tell the other services."""
+    rows = await conn.fetch(
+        f"UPDATE residents SET family_bed = true, version = version + 1, updated_at = now() "
+        f"WHERE id = ANY($1::uuid[]) AND NOT family_bed RETURNING {RESIDENT_COLUMNS}", resident_ids)
+    await add_events(conn, [resident_event("eldercare.resident.updated.v1", r,
+                                           {"resident": snapshot(r).model_dump(mode="json"),
+                                            "changed": ["family_bed"]}, source) for r in rows])
+    return len(rows)

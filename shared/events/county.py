@@ -114,8 +114,10 @@ class ResidentUpserted(_Data):
     township: str = Field(min_length=1, max_length=50)
     village: str = Field(min_length=1, max_length=50)
     address: str | None = Field(None, max_length=200)
-    living_arrangement: Literal["alone", "empty_nest", "with_family", "institution"]
-    categories: list[str] = Field(default_factory=list)
+    # Codes or the Chinese words (alone 独居 …), as in the county import template; the registry
+    # normalises them.
+    living_arrangement: str = Field(min_length=1, max_length=20)
+    categories: list[str] = Field(default_factory=list, max_length=7)
     ability_level: int | None = Field(None, ge=0, le=4)
     emergency_contact: str | None = Field(None, max_length=50)
     emergency_phone: str | None = Field(None, max_length=20)

@@ -1,0 +1,139 @@
+"""The county ingest gateway against the real database and broker."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+
+from tests.conftest import fresh_id_number, token_for
+from tests.integration.support import read_topic
+
+INGEST_TOPIC = "eldercare.registry.ingest.v1"
+
+
+@pytest.fixture(scope="module")
+def puyang(settings):
+    return token_for(settings, "county", "410928")
+
+
+async def a_resident(registry, headers, county="410928") -> tuple[str, str]:
+    id_number = fresh_id_number()
+    response = await registry.post("/v1/residents", headers=headers, json={
+        "name": "赵桂兰", "id_number": id_number, "county_code": county, "township": "城关镇",
+        "village": "东街社区", "living_arrangement": "alone"})
+    assert response.status_code == 201, response.text
+    return response.json()["id"], id_number
+
+
+def event(type_: str, data: dict, *, subject: str | None = None, county: str = "410928", **extra) -> dict:
+    e = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": f"county/{county}", "type": type_,
+         "countycode": county, "data": data, **extra}
+    if subject:
+        e["subject"] = subject
+    return e
+
+
+async def test_batch_is_validated_per_event_and_accepted_ones_reach_the_ingest_topic(registry, settings, puyang):
+    rid, id_number = await a_resident(registry, puyang)
+    sos = event("eldercare.county.device.sos.v1", {"device_id": "SOS-1", "lat": 35.7, "lon": 115.0}, subject=rid)
+    by_number = event("eldercare.county.device.vitals.v1", {"device_id": "BAND-1", "heart_rate": 130,
+                                                            "id_number": id_number})
+    facility = event("eldercare.county.facility.reported.v1", {"facility_id": "F-1", "facility_type": "township_home",
+                                                               "name": "柳屯镇敬老院", "beds": 100, "nursing_beds": 60,
+                                                               "occupied": 70})
+    bad_data = event("eldercare.county.device.vitals.v1", {"device_id": "BAND-2", "spo2": 140}, subject=rid)
+    bad_type = event("eldercare.county.weather.v1", {}, subject=rid)
+    other_county = event("eldercare.county.device.sos.v1", {"device_id": "X"}, subject=rid, county="410922")
+    unknown = event("eldercare.county.device.sos.v1", {"device_id": "X"}, subject=str(uuid.uuid4()))
+    response = await registry.post("/v1/events", headers=puyang,
+                                   json=[sos, by_number, facility, bad_data, bad_type, other_county, unknown])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["accepted"], body["duplicate"], body["rejected"]) == (3, 0, 4)
+    reasons = {r["index"]: r for r in body["results"]}
+    assert reasons[3]["field"] == "data.spo2"
+    assert reasons[4]["field"] == "type"
+    assert reasons[5]["field"] == "countycode" and "not your county" in reasons[5]["reason"]
+    assert reasons[6]["field"] == "subject"
+
+    records = await read_topic(settings.kafka_bootstrap_servers, INGEST_TOPIC, idle=3)
+    forwarded = [orjson.loads(r.value) for r in records]
+    mine = [e for e in forwarded if e["source"] == "county/410928" and e["data"].get("device_id") in ("SOS-1", "BAND-1")
+            or e["data"].get("facility_id") == "F-1"]
+    assert len(mine) == 3
+    assert all(e["subject"] == rid for e in mine if "device_id" in e["data"])
+    assert id_number not in orjson.dumps(forwarded).decode()
+    assert {r.key for r in records if orjson.loads(r.value)["data"].get("device_id") == "SOS-1"} == {rid.encode()}
+
+
+async def test_retried_batch_is_reported_duplicate_and_forwarded_once(registry, settings, puyang):
+    rid, _ = await a_resident(registry, puyang)
+    batch = [event("eldercare.county.device.activity.v1", {"device_id": f"DOOR-{i}", "kind": "door"}, subject=rid)
+             for i in range(5)]
+    first = await registry.post("/v1/events", headers=puyang, json=batch)
+    again = await registry.post("/v1/events", headers=puyang, json=batch)
+    assert first.json()["accepted"] == 5
+    assert again.json()["duplicate"] == 5 and again.json()["accepted"] == 0
+    records = await read_topic(settings.kafka_bootstrap_servers, INGEST_TOPIC, idle=3)
+    ids = [orjson.loads(r.value)["id"] for r in records if r.key == rid.encode()]
+    assert len(ids) == 5 == len(set(ids))
+
+
+async def test_ndjson_is_accepted(registry, puyang):
+    rid, _ = await a_resident(registry, puyang)
+    lines = b"\n".join(orjson.dumps(event("eldercare.county.visit.logged.v1", {
+        "visitor": "网格员", "kind": "phone", "at": "2026-11-20T10:00:00+08:00"}, subject=rid)) for _ in range(3))
+    response = await registry.post("/v1/events", content=lines,
+                                   headers={**puyang, "Content-Type": "application/x-ndjson"})
+    assert response.status_code == 200 and response.json()["accepted"] == 3
+
+
+async def test_resident_upserted_registers_then_updates_then_changes_nothing(registry, puyang):
+    id_number = fresh_id_number()
+    record = {"name": "孙玉兰", "county_code": "410928", "township": "城关镇", "village": "东街社区",
+              "living_arrangement": "空巢", "categories": ["低保"], "id_number": id_number}
+    first = await registry.post("/v1/events", headers=puyang,
+                                json=[event("eldercare.county.resident.upserted.v1", record)])
+    assert first.json()["accepted"] == 1, first.text
+    rid = first.json()["results"][0]["resident_id"]
+    changed = await registry.post("/v1/events", headers=puyang, json=[
+        event("eldercare.county.resident.upserted.v1", {**record, "living_arrangement": "alone"})])
+    assert changed.json()["accepted"] == 1
+    resident = (await registry.get(f"/v1/residents/{rid}", headers=puyang)).json()
+    assert resident["living_arrangement"] == "alone" and resident["version"] == 2
+    qingfeng = token_for(registry_settings(registry), "county", "410922")
+    stolen = await registry.post("/v1/events", headers=qingfeng, json=[
+        event("eldercare.county.resident.upserted.v1", {**record, "county_code": "410922"}, county="410922")])
+    assert stolen.status_code == 422 and "410928" in stolen.json()["results"][0]["reason"]
+
+
+def registry_settings(registry):
+    return registry.app.state.settings
+
+
+async def test_family_bed_marks_the_resident(registry, puyang):
+    rid, _ = await a_resident(registry, puyang)
+    response = await registry.post("/v1/events", headers=puyang,
+                                   json=[event("eldercare.county.family_bed.established.v1", {}, subject=rid)])
+    assert response.json()["accepted"] == 1
+    assert (await registry.get(f"/v1/residents/{rid}", headers=puyang)).json()["family_bed"] is True
+
+
+async def test_bad_requests_get_clear_4xx(registry, settings, puyang):
+    assert (await registry.post("/v1/events", headers={**puyang, "Content-Type": "application/json"},
+                                content=b"[{")).status_code == 400
+    too_many = [event("eldercare.county.training.recorded.v1", {"course": "c", "trainees": 1}) for _ in range(1001)]
+    response = await registry.post("/v1/events", headers=puyang, json=too_many)
+    assert response.status_code == 413 and response.headers["content-type"] == "application/problem+json"
+    assert (await registry.post("/v1/events", headers=puyang, json={"not": "an event"})).status_code == 422
+    negative = await registry.post("/v1/events", headers=puyang, json=[
+        event("eldercare.county.training.recorded.v1", {"course": "c", "trainees": -3})])
+    assert negative.status_code == 422 and negative.json()["field"] == "data.trainees"
+    outside = await registry.post("/v1/events", headers=puyang, json=[
+        event("eldercare.county.training.recorded.v1", {"course": "c", "trainees": 3}, county="410922")])
+    assert outside.status_code == 403 and outside.json()["field"] == "countycode"
+    viewer = token_for(settings, "viewer")
+    assert (await registry.post("/v1/events", headers=viewer, json=[])).status_code == 403
+    assert (await registry.post("/v1/events", json=[])).status_code == 401
