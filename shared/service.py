@@ -37,6 +37,8 @@ class ServiceRuntime:
     relay: OutboxRelay | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
+    # Service-specific long-lived objects (e.g. reporting's live-stream broadcaster).
+    state: dict[str, object] = field(default_factory=dict)
 
     def start_workers(self) -> None:
         if self.relay is not None:

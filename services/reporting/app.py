@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.reporting.worker import build_consumers
-from shared.service import create_service_app
+from services.reporting.api.admin import router as admin_router
+from services.reporting.api.aggregates import router as aggregates_router
+from services.reporting.api.dashboard import router as dashboard_router
+from services.reporting.worker import broadcaster_of, build_consumers
+from shared.service import ServiceRuntime, create_service_app
 from shared.settings import PlatformSettings
+
+
+async def _restore_stream_position(runtime: ServiceRuntime) -> None:
+    async with runtime.db.transaction() as conn:
+        seq = await conn.fetchval("SELECT seq FROM stream_state WHERE id = 1")
+    broadcaster_of(runtime).reset(seq)
 
 
 def create_app(settings: PlatformSettings | None = None) -> FastAPI:
@@ -14,6 +23,8 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         "reporting",
         title="Reporting service",
         description="Aggregates and policy KPIs per county and city, live streams, exports and the dashboard.",
+        routers=[aggregates_router, admin_router, dashboard_router],
         consumers=build_consumers,
         settings=settings,
+        on_start=_restore_stream_position,
     )

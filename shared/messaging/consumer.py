@@ -22,6 +22,9 @@ from shared.observability import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_D
 log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, CloudEvent, BaseModel], Awaitable[None]]
+# A batch handler folds many events at once (one round trip instead of one per event) and may
+# return something for `on_committed` (e.g. the deltas a live stream sends once they are durable).
+BatchHandler = Callable[[asyncpg.Connection, list[tuple[CloudEvent, BaseModel]]], Awaitable[object]]
 # Errors that say "try again later", not "this event is bad": the batch is retried.
 TRANSIENT_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
                     asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
@@ -38,7 +41,7 @@ class _Parsed:
     record: ConsumerRecord
     event: CloudEvent
     data: BaseModel
-    handler: Handler
+    handler: Handler | None
 
 
 def describe_error(exc: Exception) -> str:
@@ -68,6 +71,9 @@ class EventConsumer:
         batch_size: int = 1000,
         group_id: str | None = None,
         schema: str | None = None,
+        batch_handler: BatchHandler | None = None,
+        batch_types: frozenset[str] | set[str] = frozenset(),
+        on_committed: Callable[[list[object]], None] | None = None,
     ) -> None:
         self.name = name
         self.topics = topics
@@ -77,6 +83,11 @@ class EventConsumer:
         self.batch_size = batch_size
         self.group_id = group_id or name
         self.schema = schema
+        self.batch_handler = batch_handler
+        self.batch_types = frozenset(batch_types)
+        self.on_committed = on_committed
+        # Held while a batch is applied, so an operator's rebuild can pause consumption safely.
+        self.lock = asyncio.Lock()
         self.applied_total = 0
         self.duplicates_total = 0
         self.connected = False
@@ -118,6 +129,26 @@ class EventConsumer:
                     pass
             await asyncio.sleep(1.0)
 
+    async def lag(self) -> int | None:
+        """Records not yet consumed on this member's partitions, by the broker's high watermark
+        seen in the last fetch (None when not connected or not yet known)."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        total = 0
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                return None
+            total += max(0, high - await consumer.position(tp))
+        return total
+
+    async def rewind(self) -> None:
+        """Consume this member's partitions again from the beginning (for a rebuild); call it while
+        holding `lock` so no batch is half-applied."""
+        if self._consumer is not None:
+            await self._consumer.seek_to_beginning()
+
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             batch = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
@@ -146,7 +177,8 @@ class EventConsumer:
                 item = self._parse(record, dead)
                 if item is not None:
                     parsed.append(item)
-        async with self.pool.acquire() as conn:
+        results: list[object] = []
+        async with self.lock, self.pool.acquire() as conn:
             async with conn.transaction():
                 fresh = await self._claim(conn, [p.event.id for p in parsed])
                 todo: list[_Parsed] = []
@@ -157,9 +189,11 @@ class EventConsumer:
                     else:
                         self.duplicates_total += 1
                         EVENTS_DUPLICATE.labels(self.name).inc()
-                await self._apply_all(conn, todo, dead)
+                await self._apply_all(conn, todo, dead, results)
                 if dead:
                     await add_rows(conn, dead, self.schema)
+        if self.on_committed is not None and results:
+            self.on_committed(results)
         for p in todo:
             EVENTS_CONSUMED.labels(self.name, p.event.type).inc()
         if dead:
@@ -173,7 +207,7 @@ class EventConsumer:
             dead.append(self._dead_row(record, describe_error(exc)))
             return None
         handler = self.handlers.get(event.type)
-        if handler is None:
+        if handler is None and event.type not in self.batch_types:
             if event.type.startswith("eldercare."):
                 return None  # another consumer's event on a shared topic
             dead.append(self._dead_row(record, f"unknown event type {event.type!r}", event.id))
@@ -196,13 +230,16 @@ class EventConsumer:
         )
         return {r["event_id"] for r in rows}
 
-    async def _apply_all(self, conn: asyncpg.Connection, todo: list[_Parsed], dead: list[tuple]) -> None:
+    async def _apply_all(self, conn: asyncpg.Connection, todo: list[_Parsed], dead: list[tuple],
+                         results: list[object]) -> None:
         # Optimistic: the whole batch under one savepoint; only if an event fails do we redo the
         # batch one savepoint per event, so one bad event costs its own effect, not the batch's.
+        if not todo:
+            return
         try:
             async with conn.transaction():
-                for p in todo:
-                    await self._call(conn, p)
+                batch_result = await self._call_all(conn, todo)
+            results.extend(batch_result)
             return
         except TRANSIENT_ERRORS:
             raise
@@ -211,12 +248,26 @@ class EventConsumer:
         for p in todo:
             try:
                 async with conn.transaction():
-                    await self._call(conn, p)
+                    one = await self._call_all(conn, [p])
+                results.extend(one)
             except TRANSIENT_ERRORS:
                 raise
             except Exception as exc:  # noqa: BLE001 - a poison event must not block its partition
                 log.warning("consumer %s: event %s dead-lettered: %s", self.name, p.event.id, describe_error(exc))
                 dead.append(self._dead_row(p.record, describe_error(exc), p.event.id))
+
+    async def _call_all(self, conn: asyncpg.Connection, todo: list[_Parsed]) -> list[object]:
+        """Per-event handlers in order; the batch handler gets its types in one call."""
+        out: list[object] = []
+        batched = [(p.event, p.data) for p in todo if p.handler is None]
+        for p in todo:
+            if p.handler is not None:
+                await self._call(conn, p)
+        if batched and self.batch_handler is not None:
+            result = await self.batch_handler(conn, batched)
+            if result is not None:
+                out.append(result)
+        return out
 
     @staticmethod
     async def _call(conn: asyncpg.Connection, p: _Parsed) -> None:

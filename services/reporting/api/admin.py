@@ -1,0 +1,104 @@
+"""Operations on reporting's state: rebuild from the event log, compare with the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+from fastapi import APIRouter, Depends
+
+from services.reporting import queries
+from services.reporting.api.aggregates import today_local
+from services.reporting.domain.folding import CITY
+from services.reporting.worker import CONSUMER, broadcaster_of
+from shared.auth import Principal, Role, issue_token, require_roles
+from shared.problems import ServiceUnavailable
+from shared.service import RuntimeDep, ServiceRuntime
+
+router = APIRouter(prefix="/v1", tags=["operations"])
+CityOnly = Depends(require_roles(Role.CITY))
+REBUILD_TABLES = ("residents", "agg_counts", "facilities", "training", "county_activity")
+
+
+@router.post("/admin/rebuild", summary="Rebuild every aggregate from the event log (city only)",
+             dependencies=[CityOnly])
+async def rebuild(runtime: RuntimeDep) -> dict:
+    """Pause the consumer between batches, empty reporting's tables and its inbox, and consume the
+    topics again from the beginning. Progress: GET /v1/admin/rebuild."""
+    consumer = _consumer(runtime)
+    async with consumer.lock:
+        async with runtime.db.transaction() as conn:
+            await conn.execute(f"TRUNCATE {', '.join(REBUILD_TABLES)}")
+            await conn.execute("DELETE FROM inbox WHERE consumer = $1", CONSUMER)
+            seq = await conn.fetchval("SELECT seq FROM stream_state WHERE id = 1")
+        broadcaster_of(runtime).reset(seq)
+        await consumer.rewind()
+        consumer.applied_total = 0
+    runtime.state["rebuild_started"] = time.monotonic()
+    return {"status": "rebuilding", "seq": seq}
+
+
+@router.get("/admin/rebuild", summary="Rebuild progress: events applied and records still to consume",
+            dependencies=[CityOnly])
+async def rebuild_status(runtime: RuntimeDep) -> dict:
+    consumer = _consumer(runtime)
+    started = runtime.state.get("rebuild_started")
+    return {"applied": consumer.applied_total, "lag": await consumer.lag(),
+            "seconds": round(time.monotonic() - started, 2) if started else None}
+
+
+def _consumer(runtime: ServiceRuntime):
+    if not runtime.consumers:
+        raise ServiceUnavailable("This process runs no consumer (RUN_WORKERS_IN_API=false): rebuild where "
+                                 "`eldercare worker reporting` runs.")
+    return runtime.consumers[0]
+
+
+@router.get("/consistency", summary="Compare the aggregates with counts recomputed from the registry's data",
+            dependencies=[Depends(require_roles(Role.CITY, Role.VIEWER))])
+async def consistency(runtime: RuntimeDep) -> dict:
+    settings = runtime.settings
+    token = issue_token(settings, Role.CITY, subject="service:reporting", ttl_seconds=120)
+    url = f"http://{settings.service_host}:{settings.registry_port}/v1/stats/residents"
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.get(url, headers={"Authorization": f"Bearer {token}"})
+            response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ServiceUnavailable(f"The registry did not answer ({type(exc).__name__}); try again.") from None
+    registry_counts: dict = response.json()["counts"]
+    async with runtime.db.transaction() as conn:
+        ours = await queries.load_counts(conn)
+        lag = await runtime.consumers[0].lag() if runtime.consumers else None
+    differences = compare_counts(registry_counts, ours)
+    return {"consistent": not differences, "differences": differences[:200], "difference_count": len(differences),
+            "consumer_lag": lag, "as_of": today_local().isoformat(),
+            "note": "differences while consumer_lag > 0 are events still on their way"}
+
+
+def compare_counts(registry: dict, ours: dict) -> list[dict]:
+    """Every (scope, dimension, bucket) whose count differs."""
+    out = []
+    scopes = set(registry) | {s for s in ours if s != CITY} | {CITY}
+    for scope in sorted(scopes):
+        theirs = registry.get(scope, {})
+        mine = ours.get(scope, {})
+        for dim in sorted(set(theirs) | set(mine)):
+            for bucket in sorted(set(theirs.get(dim, {})) | set(mine.get(dim, {}))):
+                a, b = theirs.get(dim, {}).get(bucket, 0), mine.get(dim, {}).get(bucket, 0)
+                if a != b:
+                    out.append({"scope": scope, "dimension": dim, "bucket": bucket, "registry": a, "reporting": b})
+    return out
+
+
+async def wait_until_caught_up(consumer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await consumer.lag() == 0:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the consumer did not catch up")
+
+
+__all__ = ["router", "compare_counts", "Principal"]

@@ -1,0 +1,253 @@
+"""Aggregates, targets, exports and the live stream (SSE and WebSocket)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from datetime import datetime, timedelta, timezone
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import Response, StreamingResponse
+
+from services.reporting import queries
+from services.reporting.api.auth import AggregateReader, aggregate_reader
+from services.reporting.worker import broadcaster_of
+from shared.problems import NotFound, Problem
+from shared.regions import load_counties
+from shared.service import RuntimeDep, ServiceRuntime
+
+router = APIRouter(prefix="/v1", tags=["aggregates"])
+
+
+def today_local():
+    return datetime.now(timezone(timedelta(hours=8))).date()
+
+
+async def snapshot(runtime: ServiceRuntime) -> dict:
+    async with runtime.db.transaction() as conn:
+        return await queries.aggregates(conn, today_local())
+
+
+@router.get("/aggregates/city", summary="The city's aggregates (viewer and up; never personal data)")
+async def city_aggregates(principal: AggregateReader, runtime: RuntimeDep) -> dict:
+    snap = await snapshot(runtime)
+    return {"seq": snap["seq"], **snap["scopes"]["city"]}
+
+
+@router.get("/aggregates/counties/{code}", summary="A county's aggregates",
+            responses={404: {"description": "Unknown county"}})
+async def county_aggregates(code: str, principal: AggregateReader, runtime: RuntimeDep) -> dict:
+    if code not in load_counties():
+        raise NotFound(f"'{code}' is not a county code of this city.", field="code")
+    snap = await snapshot(runtime)
+    return {"seq": snap["seq"], **snap["scopes"][code]}
+
+
+@router.get("/aggregates", summary="Every county and the city at once (what the dashboard loads)")
+async def all_aggregates(principal: AggregateReader, runtime: RuntimeDep) -> dict:
+    return await snapshot(runtime)
+
+
+async def targets_rows(runtime: ServiceRuntime) -> tuple[int, list[dict]]:
+    async with runtime.db.transaction() as conn:
+        snap = await queries.aggregates(conn, today_local())
+        active = {r["county_code"] for r in await conn.fetch("SELECT county_code FROM county_activity")}
+    return snap["seq"], queries.targets_table(snap["scopes"], active)
+
+
+@router.get("/targets", summary="The task-list table: per county and the city, target / actual / progress")
+async def targets(principal: AggregateReader, runtime: RuntimeDep) -> dict:
+    seq, rows = await targets_rows(runtime)
+    return {"seq": seq, "as_of": today_local().isoformat(), "rows": rows}
+
+
+# ------------------------------------------------------------------ exports (task-list layout)
+
+EXPORT_COLUMNS = [
+    ("县区代码", lambda r: r["county_code"] if r["county_code"] != "city" else "410900"),
+    ("县区", lambda r: r["name_zh"]),
+    ("60岁以上老年人口（任务表）", lambda r: r["elderly_60plus"]["task_list"]),
+    ("60岁以上老年人口（登记）", lambda r: r["elderly_60plus"]["registry"]),
+]
+INDICATOR_LABELS = [
+    ("beds", "养老床位"), ("beds_per_1000", "每千名老年人床位"), ("nursing_bed_share", "护理型床位占比"),
+    ("family_beds", "家庭养老床位"), ("facilities_county_special_care", "县级特困供养服务机构"),
+    ("facilities_street_center", "街道综合养老服务中心"), ("facilities_daycare_center", "社区日间照料中心"),
+    ("facilities_township_home", "乡镇敬老院"), ("facilities_happiness_home", "村级幸福院"),
+    ("training", "养老护理人员培训（人次）"), ("smart_platform", "智慧养老平台"),
+]
+for key, label in INDICATOR_LABELS:
+    EXPORT_COLUMNS += [
+        (f"{label}目标", lambda r, k=key: r["indicators"][k]["target"]),
+        (f"{label}实际", lambda r, k=key: r["indicators"][k]["actual"]),
+        (f"{label}完成率", lambda r, k=key: r["indicators"][k]["progress"]),
+    ]
+
+
+def export_table(rows: list[dict]) -> tuple[list[str], list[list]]:
+    headers = [name for name, _ in EXPORT_COLUMNS]
+    return headers, [[fn(r) for _, fn in EXPORT_COLUMNS] for r in rows]
+
+
+@router.get("/exports/targets.csv", summary="The targets table as CSV (Chinese headers, UTF-8 with BOM)",
+            response_class=Response)
+async def export_csv(principal: AggregateReader, runtime: RuntimeDep) -> Response:
+    _, rows = await targets_rows(runtime)
+    headers, table = export_table(rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(headers)
+    writer.writerows(["" if v is None else v for v in row] for row in table)
+    return Response(("\ufeff" + buffer.getvalue()).encode("utf-8"), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": "attachment; filename=targets.csv"})
+
+
+@router.get("/exports/targets.xlsx", summary="The targets table as an Excel workbook (Chinese headers)",
+            response_class=Response)
+async def export_xlsx(principal: AggregateReader, runtime: RuntimeDep) -> Response:
+    import xlsxwriter
+
+    _, rows = await targets_rows(runtime)
+    headers, table = export_table(rows)
+    buffer = io.BytesIO()
+    book = xlsxwriter.Workbook(buffer, {"in_memory": True})
+    sheet = book.add_worksheet("任务完成情况")
+    bold = book.add_format({"bold": True, "text_wrap": True, "valign": "top", "bg_color": "#DDEBF7"})
+    percent = book.add_format({"num_format": "0.0%"})
+    sheet.write_row(0, 0, headers, bold)
+    for i, row in enumerate(table, start=1):
+        for j, value in enumerate(row):
+            if value is None:
+                continue
+            fmt = percent if headers[j].endswith("完成率") or headers[j] == "护理型床位占比实际" else None
+            sheet.write(i, j, value, fmt)
+    sheet.freeze_panes(1, 2)
+    sheet.set_column(0, 0, 10)
+    sheet.set_column(1, 1, 12)
+    sheet.set_column(2, len(headers) - 1, 14)
+    book.close()
+    return Response(buffer.getvalue(),
+                    media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": "attachment; filename=targets.xlsx"})
+
+
+# ------------------------------------------------------------------ live stream
+
+
+def _resume_point(last_event_id: str | None, since: int | None) -> int | None:
+    raw = since if since is not None else last_event_id
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise Problem("Last-Event-ID must be a sequence number.", field="Last-Event-ID") from None
+
+
+def _sse(event: str, data: dict, seq: int | None = None) -> bytes:
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {event}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
+
+
+@router.get("/stream", summary="Server-Sent Events: a snapshot, then deltas with sequence numbers",
+            response_class=StreamingResponse)
+async def stream(request: Request, principal: AggregateReader, runtime: RuntimeDep,
+                 since: int | None = Query(None, ge=0, description="resume after this sequence number"),
+                 last_event_id: str | None = Header(None, alias="Last-Event-ID")) -> StreamingResponse:
+    resume = _resume_point(last_event_id, since)
+    broadcaster = broadcaster_of(runtime)
+    sub = broadcaster.subscribe()
+
+    async def events():
+        try:
+            yield b"retry: 1000\n\n"
+            missed = broadcaster.missed_since(resume) if resume is not None else None
+            if missed is None:
+                snap = await snapshot(runtime)
+                yield _sse("snapshot", snap, snap["seq"])
+                last = snap["seq"]
+            else:
+                for delta in missed:
+                    yield _sse("delta", delta, delta["seq"])
+                last = missed[-1]["seq"] if missed else resume
+            while True:
+                if await request.is_disconnected():
+                    return
+                if sub.overflowed:
+                    sub.overflowed = False
+                    while not sub.queue.empty():
+                        sub.queue.get_nowait()
+                    snap = await snapshot(runtime)
+                    yield _sse("snapshot", snap, snap["seq"])
+                    last = snap["seq"]
+                    continue
+                try:
+                    delta = await asyncio.wait_for(sub.queue.get(), timeout=15)
+                except asyncio.TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if delta["seq"] <= last:
+                    continue  # already in the snapshot or the replayed deltas
+                last = delta["seq"]
+                yield _sse("delta", delta, delta["seq"])
+        finally:
+            broadcaster.unsubscribe(sub)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.websocket("/ws")
+async def websocket_stream(websocket: WebSocket, since: int | None = None, access_token: str | None = None) -> None:
+    """The same protocol over WebSocket: {"type": "snapshot"|"delta", "seq", "data"}; the client may
+    send {"since": n} at any time to resume from n."""
+    try:
+        aggregate_reader(websocket, None, access_token)  # type: ignore[arg-type]
+    except Problem as exc:
+        await websocket.close(code=4401 if exc.status == 401 else 4403, reason=exc.detail)
+        return
+    runtime: ServiceRuntime = websocket.app.state.runtime
+    broadcaster = broadcaster_of(runtime)
+    await websocket.accept()
+    sub = broadcaster.subscribe()
+    try:
+        last = await _ws_catch_up(websocket, runtime, broadcaster, since)
+        receive = asyncio.create_task(websocket.receive_json())
+        while True:
+            get = asyncio.create_task(sub.queue.get())
+            done, _ = await asyncio.wait({receive, get}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+            if receive in done:
+                get.cancel()
+                message = receive.result()
+                if isinstance(message, dict) and isinstance(message.get("since"), int):
+                    last = await _ws_catch_up(websocket, runtime, broadcaster, message["since"])
+                receive = asyncio.create_task(websocket.receive_json())
+                continue
+            if get in done:
+                delta = get.result()
+                if sub.overflowed:
+                    sub.overflowed = False
+                    last = await _ws_catch_up(websocket, runtime, broadcaster, None)
+                elif delta["seq"] > last:
+                    last = delta["seq"]
+                    await websocket.send_json({"type": "delta", "seq": delta["seq"], "data": delta})
+            else:
+                get.cancel()
+                await websocket.send_json({"type": "ping"})
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        broadcaster.unsubscribe(sub)
+
+
+async def _ws_catch_up(websocket: WebSocket, runtime: ServiceRuntime, broadcaster, since: int | None) -> int:
+    missed = broadcaster.missed_since(since) if since is not None else None
+    if missed is None:
+        snap = await snapshot(runtime)
+        await websocket.send_json({"type": "snapshot", "seq": snap["seq"], "data": snap})
+        return snap["seq"]
+    for delta in missed:
+        await websocket.send_json({"type": "delta", "seq": delta["seq"], "data": delta})
+    return missed[-1]["seq"] if missed else since  # type: ignore[return-value]

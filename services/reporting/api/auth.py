@@ -1,0 +1,34 @@
+"""Reporting's callers: `viewer` and up; the live stream also takes the token as a query parameter,
+because a browser's EventSource and WebSocket cannot send an Authorization header."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.auth import Principal, Role, decode_token
+from shared.problems import Forbidden, Unauthorized
+from shared.settings import get_settings
+
+_bearer = HTTPBearer(auto_error=False)
+AGGREGATE_ROLES = (Role.VIEWER, Role.CITY, Role.COUNTY)
+
+
+def aggregate_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_token: Annotated[str | None, Query(description="token for EventSource/WebSocket clients")] = None,
+) -> Principal:
+    token = credentials.credentials if credentials else access_token
+    if not token:
+        raise Unauthorized("A bearer token is required (viewer role or above).")
+    settings = getattr(request.app.state, "settings", None) or get_settings()
+    principal = decode_token(settings, token)
+    if principal.role not in AGGREGATE_ROLES:
+        raise Forbidden(f"The {principal.role.value} role may not read aggregates.")
+    return principal
+
+
+AggregateReader = Annotated[Principal, Depends(aggregate_reader)]

@@ -1,0 +1,145 @@
+"""Reporting folds the registry's resident events and the county ingest stream into aggregates."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import fresh_id_number, token_for
+
+
+@pytest.fixture(scope="session")
+async def reporting(settings, registry):
+    from services.reporting.app import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting") as client:
+            client.app = app
+            yield client
+
+
+async def wait_for(check, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"condition not met in {timeout}s (last: {last})")
+
+
+async def county_view(reporting, headers, code="410928") -> dict:
+    response = await reporting.get(f"/v1/aggregates/counties/{code}", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def event(type_, data, subject=None, county="410928"):
+    e = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": f"county/{county}", "type": type_,
+         "countycode": county, "data": data}
+    if subject:
+        e["subject"] = subject
+    return e
+
+
+async def test_resident_events_move_counters_and_facilities_and_training_are_counted(registry, reporting, settings):
+    puyang = token_for(settings, "county", "410928")
+    viewer = token_for(settings, "viewer")
+    before = await county_view(reporting, viewer)
+    response = await registry.post("/v1/residents", headers=puyang, json={
+        "name": "周秀珍", "id_number": fresh_id_number(), "county_code": "410928", "township": "城关镇",
+        "village": "东街社区", "living_arrangement": "alone", "categories": ["dementia"], "ability_level": 2})
+    rid = response.json()["id"]
+    facility = f"F-{uuid.uuid4().hex[:6]}"
+    await registry.post("/v1/events", headers=puyang, json=[
+        event("eldercare.county.facility.reported.v1", {"facility_id": facility, "facility_type": "daycare_center",
+                                                        "name": "东街日间照料中心", "beds": 20, "nursing_beds": 12,
+                                                        "occupied": 9}),
+        event("eldercare.county.training.recorded.v1", {"course": "护理员培训", "trainees": 40})])
+
+    async def changed():
+        view = await county_view(reporting, viewer)
+        return view if view["residents"]["active"] == before["residents"]["active"] + 1 and \
+            view["training"]["trainees"] == before["training"]["trainees"] + 40 and \
+            view["facilities"]["beds"] == before["facilities"]["beds"] + 20 else None
+
+    after = await wait_for(changed)
+    assert after["residents"]["by_category"].get("dementia", 0) == before["residents"]["by_category"].get("dementia", 0) + 1
+    assert after["residents"]["by_living_arrangement"]["alone"] == before["residents"]["by_living_arrangement"].get("alone", 0) + 1
+    assert "周秀珍" not in orjson.dumps(after).decode()
+
+    await registry.post(f"/v1/residents/{rid}/death", headers=puyang, json={"date_of_death": "2026-11-03"})
+
+    async def died():
+        view = await county_view(reporting, viewer)
+        return view if view["residents"]["by_status"].get("deceased", 0) == before["residents"]["by_status"].get("deceased", 0) + 1 else None
+
+    dead = await wait_for(died)
+    assert dead["residents"]["active"] == before["residents"]["active"]
+    city = (await reporting.get("/v1/aggregates/city", headers=viewer)).json()
+    assert city["residents"]["registered"] >= dead["residents"]["registered"]
+
+
+async def test_unusable_events_go_to_the_dlq_and_never_skew_a_figure(reporting, settings):
+    from aiokafka import AIOKafkaProducer
+
+    from tests.integration.support import read_topic
+
+    viewer = token_for(settings, "viewer")
+    before = (await reporting.get("/v1/aggregates/city", headers=viewer)).json()
+    bad = [
+        event("eldercare.county.facility.reported.v1", {"facility_id": "X", "facility_type": "township_home",
+                                                        "name": "n", "beds": 5, "nursing_beds": 9, "occupied": 1}),
+        event("eldercare.county.training.recorded.v1", {"course": "c", "trainees": -4}),
+        event("eldercare.county.training.recorded.v1", {"course": "c", "trainees": 4}, county="999999"),
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for e in bad:
+            await producer.send_and_wait("eldercare.registry.ingest.v1", orjson.dumps(e), key=b"county:x")
+    finally:
+        await producer.stop()
+    dead = await read_topic(settings.kafka_bootstrap_servers, "eldercare.registry.ingest.v1.dlq", idle=4, timeout=60)
+    ours = {orjson.loads(r.value)["id"]: dict(r.headers)["dlq-reason"].decode() for r in dead if r.value}
+    assert {e["id"] for e in bad} <= set(ours)
+    assert "nursing_beds cannot exceed beds" in ours[bad[0]["id"]]
+    assert "trainees" in ours[bad[1]["id"]]
+    assert "999999" in ours[bad[2]["id"]]
+    after = (await reporting.get("/v1/aggregates/city", headers=viewer)).json()
+    assert after["training"] == before["training"] and after["facilities"] == before["facilities"]
+
+
+async def test_targets_apportion_family_bed_targets_to_add_up_to_the_city_target(reporting, settings):
+    response = await reporting.get("/v1/targets", headers=token_for(settings, "viewer"))
+    rows = response.json()["rows"]
+    assert len(rows) == 10 and rows[-1]["county_code"] == "city"
+    counties = rows[:-1]
+    city = rows[-1]
+    assert sum(r["indicators"]["family_beds"]["target"] for r in counties) == city["indicators"]["family_beds"]["target"]
+    assert city["indicators"]["beds_per_1000"]["target"] == 39
+    assert city["elderly_60plus"]["task_list"] == 666648
+
+
+async def test_exports_have_chinese_headers(reporting, settings):
+    viewer = token_for(settings, "viewer")
+    csv_response = await reporting.get("/v1/exports/targets.csv", headers=viewer)
+    text = csv_response.content.decode("utf-8-sig")
+    assert text.splitlines()[0].startswith("县区代码,县区,60岁以上老年人口")
+    assert "濮阳县" in text and "濮阳市" in text
+    xlsx = await reporting.get("/v1/exports/targets.xlsx", headers=viewer)
+    assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
+
+
+async def test_aggregates_need_a_token_and_a_reader_role(reporting, settings):
+    assert (await reporting.get("/v1/aggregates/city")).status_code == 401
+    caregiver = token_for(settings, "caregiver", caregiver_id="cg-1")
+    assert (await reporting.get("/v1/aggregates/city", headers=caregiver)).status_code == 403
+    assert (await reporting.get("/v1/aggregates/counties/999999", headers=token_for(settings, "viewer"))).status_code == 404
