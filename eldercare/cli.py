@@ -103,6 +103,20 @@ def asyncapi() -> None:
     typer.echo(json.dumps(build_asyncapi(), indent=2, ensure_ascii=False))
 
 
+@app.command()
+def replay(
+    service: Annotated[str, typer.Argument(help="the service whose projections to rebuild (reporting)")],
+    url: Annotated[Optional[str], typer.Option(help="the service's base URL")] = None,
+) -> None:
+    """Rebuild a service's projections from the event log and check the figures come out the same."""
+    if service != "reporting":
+        raise typer.BadParameter("only reporting keeps projections that can be replayed")
+    from eldercare.replay import replay_reporting
+
+    if not replay_reporting(get_settings(), url):
+        raise typer.Exit(1)
+
+
 bench_app = typer.Typer(help="Benchmarks (results go to docs/benchmarks.md).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 

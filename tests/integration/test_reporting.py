@@ -143,3 +143,113 @@ async def test_aggregates_need_a_token_and_a_reader_role(reporting, settings):
     caregiver = token_for(settings, "caregiver", caregiver_id="cg-1")
     assert (await reporting.get("/v1/aggregates/city", headers=caregiver)).status_code == 403
     assert (await reporting.get("/v1/aggregates/counties/999999", headers=token_for(settings, "viewer"))).status_code == 404
+
+
+async def test_consistency_agrees_with_the_registry_once_events_have_arrived(registry, reporting, settings):
+    reporting.app.state.runtime.state["registry_transport"] = httpx.ASGITransport(app=registry.app)
+    city = token_for(settings, "city")
+
+    async def consistent():
+        body = (await reporting.get("/v1/consistency", headers=city)).json()
+        return body if body["consistent"] else None
+
+    body = await wait_for(consistent, timeout=60)
+    assert body["difference_count"] == 0
+
+
+async def test_rebuild_from_the_event_log_ends_with_exactly_the_same_figures(reporting, settings):
+    from eldercare.replay import diff, figures
+
+    city = token_for(settings, "city")
+    before = (await reporting.get("/v1/aggregates", headers=city)).json()
+    assert (await reporting.post("/v1/admin/rebuild", headers=token_for(settings, "viewer"))).status_code == 403
+    started = await reporting.post("/v1/admin/rebuild", headers=city)
+    assert started.status_code == 200
+
+    async def done():
+        status = (await reporting.get("/v1/admin/rebuild", headers=city)).json()
+        if status["lag"] != 0 or status["applied"] == 0:
+            return None
+        after = (await reporting.get("/v1/aggregates", headers=city)).json()
+        return after if not diff(figures(before), figures(after)) else None
+
+    after = await wait_for(done, timeout=90)
+    assert after["seq"] > before["seq"]
+
+
+@pytest.fixture(scope="session")
+async def reporting_url(reporting):
+    """The same reporting app behind a real HTTP server (httpx's ASGI transport cannot stream)."""
+    import uvicorn
+
+    from eldercare.infra import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(reporting.app, host="127.0.0.1", port=port, lifespan="off",
+                                           log_config=None))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+async def test_stream_sends_a_snapshot_then_deltas_and_resumes_after_a_reconnect(registry, reporting_url, settings):
+    viewer = token_for(settings, "viewer")
+    puyang = token_for(settings, "county", "410928")
+
+    async def read_events(client, headers, want, timeout=30):
+        got = []
+        async with client.stream("GET", "/v1/stream", headers=headers, timeout=timeout) as response:
+            assert response.status_code == 200
+            kind = None
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    got.append((kind, orjson.loads(line[6:])))
+                    if want(got):
+                        return got
+        return got
+
+    async with httpx.AsyncClient(base_url=reporting_url) as client:
+        async def post_training():
+            await asyncio.sleep(1.0)
+            await registry.post("/v1/events", headers=puyang, json=[
+                event("eldercare.county.training.recorded.v1", {"course": "流", "trainees": 7})])
+
+        poster = asyncio.create_task(post_training())
+        got = await asyncio.wait_for(read_events(client, viewer, lambda g: any(k == "delta" for k, _ in g)), 60)
+        await poster
+        assert got[0][0] == "snapshot"
+        snapshot_seq = got[0][1]["seq"]
+        delta = next(d for k, d in got if k == "delta")
+        assert delta["seq"] > snapshot_seq and delta["training"]
+
+        # Reconnect from the snapshot's sequence: the missed delta comes again, no snapshot.
+        resumed = await asyncio.wait_for(read_events(client, {**viewer, "Last-Event-ID": str(snapshot_seq)},
+                                                     lambda g: len(g) >= 1), 30)
+        assert resumed[0][0] == "delta" and resumed[0][1]["seq"] == snapshot_seq + 1
+
+
+async def test_websocket_sends_snapshot_then_deltas_and_refuses_without_token(registry, reporting_url, settings):
+    import websockets
+
+    raw_token = token_for(settings, "viewer")["Authorization"].split()[1]
+    ws_url = reporting_url.replace("http://", "ws://") + "/v1/ws"
+    puyang = token_for(settings, "county", "410928")
+    async with websockets.connect(f"{ws_url}?access_token={raw_token}") as ws:
+        first = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert first["type"] == "snapshot" and "city" in first["data"]["scopes"]
+        await registry.post("/v1/events", headers=puyang, json=[
+            event("eldercare.county.training.recorded.v1", {"course": "ws", "trainees": 3})])
+        while True:
+            message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+            if message["type"] == "delta":
+                assert message["seq"] > first["seq"]
+                break
+    with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+        async with websockets.connect(ws_url) as ws:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd.code == 4401

@@ -60,10 +60,12 @@ def _consumer(runtime: ServiceRuntime):
 async def consistency(runtime: RuntimeDep) -> dict:
     settings = runtime.settings
     token = issue_token(settings, Role.CITY, subject="service:reporting", ttl_seconds=120)
-    url = f"http://{settings.service_host}:{settings.registry_port}/v1/stats/residents"
+    base = f"http://{settings.service_host}:{settings.registry_port}"
+    # An embedding process (tests, a single-process deployment) may hand over its own transport.
+    transport = runtime.state.get("registry_transport")
     try:
-        async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.get(url, headers={"Authorization": f"Bearer {token}"})
+        async with httpx.AsyncClient(base_url=base, timeout=30, transport=transport) as client:  # type: ignore[arg-type]
+            response = await client.get("/v1/stats/residents", headers={"Authorization": f"Bearer {token}"})
             response.raise_for_status()
     except httpx.HTTPError as exc:
         raise ServiceUnavailable(f"The registry did not answer ({type(exc).__name__}); try again.") from None

@@ -206,7 +206,10 @@ async def websocket_stream(websocket: WebSocket, since: int | None = None, acces
     try:
         aggregate_reader(websocket, None, access_token)  # type: ignore[arg-type]
     except Problem as exc:
-        await websocket.close(code=4401 if exc.status == 401 else 4403, reason=exc.detail)
+        # Accept, then close with an application code (4401/4403) and the reason: a browser sees
+        # why, where a refused handshake only says "failed".
+        await websocket.accept()
+        await websocket.close(code=4401 if exc.status == 401 else 4403, reason=exc.detail[:120])
         return
     runtime: ServiceRuntime = websocket.app.state.runtime
     broadcaster = broadcaster_of(runtime)

@@ -1,0 +1,86 @@
+"""Reporting's pure rules: folding resident events into counters, age bands, targets, the stream buffer."""
+
+from datetime import date
+from fractions import Fraction
+from types import SimpleNamespace
+
+from services.reporting.domain.folding import CITY, ResidentState, age_bands, apply_event, delta
+from services.reporting.domain.targets import apportion, family_bed_targets
+from services.reporting.stream import Broadcaster
+from shared.regions import load_counties
+
+
+def snap(**over):
+    base = dict(resident_id="r1", county_code="410928", birth_date="1945-03-02", gender="female",
+                living_arrangement="alone", categories=["dementia"], ability_level=2, status="active",
+                family_bed=False, version=1)
+    base.update(over)
+    return SimpleNamespace(resident=SimpleNamespace(**base))
+
+
+def test_registration_counts_in_county_and_city():
+    new = apply_event(None, "eldercare.resident.registered.v1", snap())
+    changes = delta(None, new)
+    assert changes[("410928", "status", "active")] == 1
+    assert changes[(CITY, "category", "dementia")] == 1
+    assert changes[("410928", "birth_month", "1945-03")] == 1
+
+
+def test_transfer_moves_the_resident_between_counties():
+    old = apply_event(None, "eldercare.resident.registered.v1", snap())
+    new = apply_event(old, "eldercare.resident.transferred.v1", snap(county_code="410922", version=2))
+    changes = delta(old, new)
+    assert changes[("410928", "status", "active")] == -1
+    assert changes[("410922", "status", "active")] == 1
+    assert (CITY, "status", "active") not in changes  # the city total does not change
+
+
+def test_an_older_snapshot_arriving_late_changes_nothing():
+    current = apply_event(None, "eldercare.resident.registered.v1", snap(version=3))
+    assert apply_event(current, "eldercare.resident.updated.v1", snap(version=2, living_arrangement="with_family")) is None
+
+
+def test_death_removes_from_profile_counters_but_keeps_the_status_count():
+    alive = apply_event(None, "eldercare.resident.registered.v1", snap())
+    dead = apply_event(alive, "eldercare.resident.deceased.v1", SimpleNamespace())
+    changes = delta(alive, dead)
+    assert changes[("410928", "status", "deceased")] == 1 and changes[("410928", "category", "dementia")] == -1
+
+
+def test_age_bands_from_birth_months_are_exact_to_the_month():
+    today = date(2026, 11, 25)
+    bands = age_bands({"1966-11": 2, "1966-12": 3, "1926-01": 1, "1980-05": 4}, today)
+    assert bands["60-64"] == 2  # born Nov 1966: 60 this month
+    assert bands["under_60"] == 3 + 4  # born Dec 1966: still 59
+    assert bands["100+"] == 1
+
+
+def test_family_bed_targets_add_up_to_the_city_target_exactly():
+    elderly = {c: county.elderly_60plus for c, county in load_counties().items()}
+    city, counties = family_bed_targets(elderly)
+    assert city == round(666648 * 0.0072) == 4800
+    assert sum(counties.values()) == city
+    assert abs(counties["410928"] - 178337 * Fraction(72, 10000)) < 1
+
+
+def test_apportion_uses_largest_remainders():
+    assert apportion(10, {"a": 1, "b": 1, "c": 1}) == {"a": 4, "b": 3, "c": 3}
+    assert apportion(0, {"a": 0}) == {"a": 0}
+
+
+def test_broadcaster_replays_what_a_reconnecting_client_missed_or_asks_for_a_snapshot():
+    b = Broadcaster(buffer=3)
+    b.reset(10)
+    b.publish([{"seq": s} for s in (11, 12, 13, 14)])
+    assert [d["seq"] for d in b.missed_since(12)] == [13, 14]
+    assert b.missed_since(14) == []
+    assert b.missed_since(10) is None  # 11 was dropped from the buffer
+    assert b.missed_since(99) is None  # from another epoch
+
+
+def test_a_slow_subscriber_is_marked_for_a_snapshot_not_grown_without_bound():
+    b = Broadcaster()
+    sub = b.subscribe()
+    for s in range(sub.queue.maxsize + 5):
+        b.publish([{"seq": s + 1}])
+    assert sub.overflowed and sub.queue.full()
