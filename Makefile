@@ -21,11 +21,13 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/eldercare up
 
-## Tools the tests drive besides Python packages: a real compose parser (Debian's docker-compose).
+## Tools the tests drive besides Python packages (Debian packages): a real compose parser for the
+## deployment test, and Chromium with a CJK font for the dashboard's browser test.
 test-tools:
-	@command -v docker-compose >/dev/null || { \
-		echo "Installing docker-compose (compose file parser, for the deployment test)…"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose) >/dev/null; }
+	@command -v docker-compose >/dev/null && test -x /usr/bin/chromium && fc-list 2>/dev/null | grep -qi wqy || { \
+		echo "Installing docker-compose, chromium and fonts-wqy-microhei (Debian packages) for the tests…"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			docker-compose chromium fonts-wqy-microhei) >/dev/null; }
 
 ## The whole suite against a real PostgreSQL and a real broker (started by the suite itself).
 test: $(STAMP) test-tools

@@ -61,3 +61,86 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+class ServiceProcess:
+    """One platform service as a real process (`eldercare serve <name>`) for a benchmark."""
+
+    def __init__(self, name: str, url: str, bootstrap: str, port: int, log_dir: Path = STATE / "logs",
+                 extra_env: dict | None = None) -> None:
+        import subprocess
+        import sys
+
+        env = dict(os.environ, DATABASE_URL=url, KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+                   **{f"{name.upper()}_PORT": str(port)}, LOG_LEVEL="WARNING", **(extra_env or {}))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.name, self.port = name, port
+        self.base_url = f"http://127.0.0.1:{port}"
+        with (log_dir / f"bench-{name}.log").open("ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "eldercare.cli", "serve", name], env=env,
+                                            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.base_url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"{self.name} not ready")
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except Exception:  # noqa: BLE001
+                self.process.kill()
+
+
+def summarize_latencies(samples_ms: list[float]) -> dict:
+    return {"n": len(samples_ms), "p50_ms": round(percentile(samples_ms, 50), 2),
+            "p95_ms": round(percentile(samples_ms, 95), 2), "p99_ms": round(percentile(samples_ms, 99), 2),
+            "max_ms": round(max(samples_ms), 2) if samples_ms else None}
+
+
+async def open_loop(rate: float, seconds: float, make_request) -> tuple[list[float], int]:
+    """Send requests at a fixed rate regardless of answers (latency includes any queueing), the way
+    real callers arrive; returns latencies in ms and the error count."""
+    import time
+
+    latencies: list[float] = []
+    errors = 0
+    tasks = []
+    interval = 1.0 / rate
+    start = time.perf_counter()
+    total = int(rate * seconds)
+
+    async def one(scheduled: float) -> None:
+        nonlocal errors
+        try:
+            ok = await make_request()
+            if not ok:
+                errors += 1
+        except Exception:  # noqa: BLE001 - counted, not raised
+            errors += 1
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+
+    for i in range(total):
+        scheduled = start + i * interval
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled)))
+    await asyncio.gather(*tasks)
+    return latencies, errors

@@ -38,15 +38,14 @@ def serve(service: Annotated[str, typer.Argument(help="registry, orders, alerts 
 
     _check_service(service)
     settings = get_settings()
-    module = importlib.import_module(f"services.{service}.app")
-    uvicorn.run(
-        module.create_app(settings),
-        host=settings.service_host,
-        port=settings.port_of(service),
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    workers = settings.registry_workers if service == "registry" else 1
+    options = dict(host=settings.service_host, port=settings.port_of(service), log_config=None, access_log=False,
+                   timeout_graceful_shutdown=10)
+    if workers > 1:
+        # Several processes need an import string; each builds its app from the same environment.
+        uvicorn.run(f"services.{service}.app:create_app", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(importlib.import_module(f"services.{service}.app").create_app(settings), **options)
 
 
 @app.command()

@@ -185,7 +185,11 @@ def _print_ready(settings: PlatformSettings, state_dir: Path, seconds: float) ->
     for service in SERVICES:
         console.print(f"  {service:<10} http://{host}:{settings.port_of(service)}   "
                       f"(API docs: /docs, health: /readyz)")
-    console.print(f"  dashboard  http://{host}:{settings.reporting_port}/")
+    from shared.auth import Role, issue_token
+
+    # A week-long viewer token in the address: the big screen opens it once and keeps it.
+    viewer = issue_token(settings, Role.VIEWER, subject="dashboard", ttl_seconds=7 * 86400)
+    console.print(f"  dashboard  http://{host}:{settings.reporting_port}/?token={viewer}", soft_wrap=True)
     console.print(f"  logs       {state_dir / 'logs'}")
     console.print("Get a token: [bold].venv/bin/eldercare token --role city[/]. Ctrl-C stops everything.\n")
 

@@ -72,8 +72,27 @@ def issue_token(
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 
+_VERIFIED: dict[tuple[str, str], tuple[Principal, float]] = {}
+_VERIFIED_MAX = 50_000
+
+
 def decode_token(settings: PlatformSettings, token: str) -> Principal:
-    """Verify signature, expiry and issuer; 401 on anything wrong."""
+    """Verify signature, expiry and issuer; 401 on anything wrong. A token verified before is
+    answered from memory until it expires (verifying costs more than the rest of a simple read)."""
+    cache_key = (settings.jwt_secret, token)
+    hit = _VERIFIED.get(cache_key)
+    if hit is not None:
+        if time.time() < hit[1]:
+            return hit[0]
+        del _VERIFIED[cache_key]
+    principal, expires = _verify(settings, token)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[cache_key] = (principal, expires)
+    return principal
+
+
+def _verify(settings: PlatformSettings, token: str) -> tuple[Principal, float]:
     try:
         claims = jwt.decode(
             token, settings.jwt_secret, algorithms=["HS256"], issuer=settings.jwt_issuer,
@@ -95,13 +114,13 @@ def decode_token(settings: PlatformSettings, token: str) -> Principal:
         county=claims.get("county"),
         provider_id=claims.get("provider_id"),
         caregiver_id=claims.get("caregiver_id"),
-    )
+    ), float(claims["exp"])
 
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from `eldercare token`")
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -117,7 +136,7 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 def require_roles(*roles: Role):
     """A dependency that lets only the given roles through (403 otherwise)."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in roles:
             raise Forbidden(f"The {principal.role.value} role may not do this.")
         return principal

@@ -128,6 +128,13 @@ class Database:
             await self.engine.dispose()
 
     @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection without a transaction: one round trip per read query."""
+        assert self.pool is not None, "Database.start() first"
+        async with self.pool.acquire() as conn:
+            yield conn
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled asyncpg connection inside one transaction (commit on exit, rollback on error)."""
         assert self.pool is not None, "Database.start() first"

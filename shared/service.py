@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, ORJSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.db import Database, database_name, ensure_database, wait_for_database, with_database
@@ -179,7 +179,7 @@ def create_service_app(
             await runtime.db.close()
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
-                  openapi_url="/openapi.json", docs_url="/docs")
+                  openapi_url="/openapi.json", docs_url="/docs", default_response_class=ORJSONResponse)
     install_problem_handlers(app)
     app.add_middleware(PlatformMiddleware, service=name, max_body_bytes=max_body_bytes,
                        path_limits=path_limits)
@@ -189,7 +189,7 @@ def create_service_app(
     return app
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+async def get_runtime(request: Request) -> ServiceRuntime:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
         raise ServiceUnavailable("The service is starting.")

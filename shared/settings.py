@@ -43,6 +43,9 @@ class PlatformSettings(BaseSettings):
     relay_check_interval_s: float = 2.0
     consumer_batch_size: int = Field(1000, ge=1)
 
+    # HTTP worker processes of the registry (reads at 1,000/s need more than one core's worth of
+    # Python). The other services run one: reporting's live stream lives in its consumer's process.
+    registry_workers: int = Field(2, ge=1, le=32)
     # When false, a service process serves HTTP only and `eldercare worker` runs its relay/consumers.
     run_workers_in_api: bool = True
     log_level: str = "INFO"

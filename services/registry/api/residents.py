@@ -9,7 +9,7 @@ from typing import Annotated
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, ORJSONResponse
 
 from services.registry import handlers
 from services.registry.api.schemas import AssessmentIn, DeathIn, ResidentIn, ResidentPatch, SearchIn, TransferIn
@@ -71,12 +71,12 @@ async def get_resident(
                                                 description="the reason, percent-encoded if not ASCII")] = None,
 ) -> JSONResponse:
     reason = reason or (unquote(reason_header) if reason_header else None)
-    async with runtime.db.transaction() as conn:
+    async with runtime.db.connection() as conn:
         row = await handlers.load_in_scope(conn, principal, resident_id)
         handlers.check_reveal(principal, row["county_code"], reveal, reason)
         if reveal:
             await handlers.audit_reveal(conn, principal, [row], reason or "")
-    return JSONResponse(handlers.resident_view(row, reveal=reveal), headers={"ETag": handlers.etag_of(row)})
+    return ORJSONResponse(handlers.resident_view(row, reveal=reveal), headers={"ETag": handlers.etag_of(row)})
 
 
 @router.patch("/residents/{resident_id}", responses=PROBLEMS, summary="Correct a resident's record (If-Match)")
@@ -185,7 +185,7 @@ async def search_residents(body: SearchIn, principal: CurrentPrincipal, runtime:
         id_number=id_number, limit=body.limit, cursor=body.cursor, with_total=body.with_total,
     )
     today = handlers.today_local()
-    async with runtime.db.transaction() as conn:
+    async with runtime.db.connection() as conn:
         rows, next_cursor, total = await search(conn, principal, query, today)
         if body.reveal and rows:
             await handlers.audit_reveal(conn, principal, rows, body.reason or "", action="search_unmasked")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisco
 from fastapi.responses import Response, StreamingResponse
 
 from services.reporting import queries
-from services.reporting.api.auth import AggregateReader, aggregate_reader
+from services.reporting.api.auth import AggregateReader, check_aggregate_reader
 from services.reporting.worker import broadcaster_of
 from shared.problems import NotFound, Problem
 from shared.regions import load_counties
@@ -204,7 +204,7 @@ async def websocket_stream(websocket: WebSocket, since: int | None = None, acces
     """The same protocol over WebSocket: {"type": "snapshot"|"delta", "seq", "data"}; the client may
     send {"since": n} at any time to resume from n."""
     try:
-        aggregate_reader(websocket, None, access_token)  # type: ignore[arg-type]
+        check_aggregate_reader(websocket, access_token)
     except Problem as exc:
         # Accept, then close with an application code (4401/4403) and the reason: a browser sees
         # why, where a refused handshake only says "failed".

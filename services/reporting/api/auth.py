@@ -16,12 +16,8 @@ _bearer = HTTPBearer(auto_error=False)
 AGGREGATE_ROLES = (Role.VIEWER, Role.CITY, Role.COUNTY)
 
 
-def aggregate_reader(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    access_token: Annotated[str | None, Query(description="token for EventSource/WebSocket clients")] = None,
-) -> Principal:
-    token = credentials.credentials if credentials else access_token
+def check_aggregate_reader(request, token: str | None) -> Principal:
+    """The caller of an aggregate endpoint (viewer and up)."""
     if not token:
         raise Unauthorized("A bearer token is required (viewer role or above).")
     settings = getattr(request.app.state, "settings", None) or get_settings()
@@ -29,6 +25,14 @@ def aggregate_reader(
     if principal.role not in AGGREGATE_ROLES:
         raise Forbidden(f"The {principal.role.value} role may not read aggregates.")
     return principal
+
+
+async def aggregate_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_token: Annotated[str | None, Query(description="token for EventSource/WebSocket clients")] = None,
+) -> Principal:
+    return check_aggregate_reader(request, credentials.credentials if credentials else access_token)
 
 
 AggregateReader = Annotated[Principal, Depends(aggregate_reader)]

@@ -1,0 +1,434 @@
+"""The city command-centre page in a real headless Chromium (Debian's `chromium`, driven by
+Playwright's Python package), against the registry and reporting services run as real processes.
+
+The services get a database and a broker of their own (a fresh `eldercare_e2e` database on the
+suite's PostgreSQL server, a private Tansu broker): the suite's in-process services keep running in
+the same session, and on a shared database their relay would hold the registry outbox's leader lock
+(and, on a shared broker, their reporting consumer would take partitions whose deltas never reach
+this process's live stream), so the page's live updates would depend on test order.
+
+Screenshots of the page (Chinese and English, 1920x1080) are written to docs/ on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from eldercare.infra import free_port
+from shared.db import asyncpg_dsn, with_database
+from shared.regions import TOWNSHIPS, load_counties
+from tests.conftest import fresh_id_number, token_for
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+E2E_DATABASE = "eldercare_e2e"
+PARTITIONS = 4
+CATEGORIES = ["extreme_poverty_centralised", "extreme_poverty_dispersed", "minimum_allowance", "low_income",
+              "severe_disability", "dementia", "family_planning_special"]
+LIVING = ["alone", "empty_nest", "with_family", "institution"]
+FACILITY_TYPES = ["county_special_care", "street_center", "daycare_center", "township_home", "happiness_home"]
+RESIDENTS_PER_COUNTY = 8
+
+pytestmark = pytest.mark.slow
+
+
+# ------------------------------------------------------------------ the platform under test
+
+
+def _recreate_database(server_url: str, name: str, create: bool = True) -> str:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(server_url))
+        try:
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = $1 AND pid <> pg_backend_pid()", name)
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            if create:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    return with_database(server_url, name)
+
+
+def _create_topics(bootstrap: str) -> None:
+    from shared.messaging.kafka import ensure_topics, wait_for_broker
+    from shared.messaging.topics import all_topic_names
+
+    async def run() -> None:
+        await wait_for_broker(bootstrap, timeout=30)
+        await ensure_topics(bootstrap, all_topic_names(), PARTITIONS, 1)
+
+    asyncio.run(run())
+
+
+class Service:
+    """One `eldercare serve <name>` process, logging to a file."""
+
+    def __init__(self, name: str, port: int, env: dict, log_dir: Path) -> None:
+        self.name, self.port = name, port
+        self.log = log_dir / f"{name}.log"
+        with self.log.open("wb") as logfile:
+            self.process = subprocess.Popen([sys.executable, "-m", "eldercare.cli", "serve", name], cwd=ROOT,
+                                            env=env, stdout=logfile, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def wait_ready(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the {self.name} service exited with code {self.process.returncode}:\n"
+                                     f"{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"the {self.name} service was not ready in time:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def require_chromium() -> str:
+    """Debian's chromium: the test fails (never skips) without it, before anything is started."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Debian's chromium is not installed ({CHROMIUM} is missing): run "
+                    "`apt-get update && apt-get install -y --no-install-recommends chromium` "
+                    "(the Makefile's test-tools target does it)", pytrace=False)
+    return CHROMIUM
+
+
+@contextmanager
+def run_platform(pg_server_url: str, private_broker, tmp_path: Path):
+    """Registry and reporting as real processes on free ports, on their own database and broker."""
+    from shared.settings import PlatformSettings
+
+    database_url = _recreate_database(pg_server_url, E2E_DATABASE)
+    _create_topics(private_broker.bootstrap)
+    settings = PlatformSettings(database_url=database_url, kafka_bootstrap_servers=private_broker.bootstrap,
+                                log_json=False, relay_check_interval_s=0.5, kafka_partitions=PARTITIONS)
+    ports = {"registry": free_port(), "reporting": free_port()}
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_PORT")}
+    env.update(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=private_broker.bootstrap,
+               REGISTRY_PORT=str(ports["registry"]), REPORTING_PORT=str(ports["reporting"]),
+               RELAY_CHECK_INTERVAL_S="0.5", LOG_JSON="false", KAFKA_PARTITIONS=str(PARTITIONS),
+               RUN_WORKERS_IN_API="true", SERVICE_HOST="127.0.0.1", JWT_SECRET=settings.jwt_secret,
+               PYTHONUNBUFFERED="1")
+    services: dict[str, Service] = {}
+    try:
+        for name, port in ports.items():
+            services[name] = Service(name, port, env, tmp_path)
+        deadline = time.monotonic() + 60
+        for service in services.values():
+            service.wait_ready(deadline)
+        yield settings, services["registry"], services["reporting"]
+    finally:
+        for service in services.values():
+            service.stop()
+        try:
+            _recreate_database(pg_server_url, E2E_DATABASE, create=False)
+        except Exception:  # noqa: BLE001 - tidying only
+            pass
+
+
+# ------------------------------------------------------------------ data
+
+
+def cloud_event(type_: str, data: dict, county: str, subject: str | None = None) -> dict:
+    event = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": f"county/{county}", "type": type_,
+             "countycode": county, "data": data}
+    if subject:
+        event["subject"] = subject
+    return event
+
+
+def register(client: httpx.Client, settings, county: str, rng: random.Random, name: str = "测试老人") -> str:
+    township = TOWNSHIPS[county][rng.randrange(len(TOWNSHIPS[county]))]
+    categories = rng.sample(CATEGORIES, rng.choice([0, 0, 1, 1, 2]))
+    if {"extreme_poverty_centralised", "extreme_poverty_dispersed"} <= set(categories):
+        categories.remove("extreme_poverty_dispersed")  # one or the other, never both
+    body = {"name": name, "id_number": fresh_id_number(), "county_code": county, "township": township,
+            "village": "东街社区", "living_arrangement": rng.choice(LIVING),
+            "categories": categories,
+            "ability_level": rng.choice([0, 0, 0, 1, 1, 2, 3, 4, None])}
+    response = client.post("/v1/residents", json=body, headers=token_for(settings, "county", county))
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def post_events(client: httpx.Client, settings, county: str, events: list[dict]) -> None:
+    response = client.post("/v1/events", json=events, headers=token_for(settings, "county", county))
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == len(events), response.text
+
+
+def seed(client: httpx.Client, settings) -> dict:
+    """A small city: residents in every county, some family beds, facilities and training."""
+    rng = random.Random(2022)
+    expected = {"registered": 0, "family_beds": 0, "trainees": 0, "facilities": 0}
+    for index, county in enumerate(load_counties()):
+        ids = [register(client, settings, county, rng) for _ in range(RESIDENTS_PER_COUNTY)]
+        expected["registered"] += len(ids)
+        events = [cloud_event("eldercare.county.family_bed.established.v1", {}, county, subject=rid)
+                  for rid in ids[: 2 + index % 3]]
+        expected["family_beds"] += len(events)
+        for n, facility_type in enumerate(FACILITY_TYPES):
+            how_many = rng.randrange(2, 6) if facility_type == "happiness_home" else rng.randrange(0, 3)
+            for k in range(how_many):
+                beds = 1 if facility_type == "county_special_care" else rng.randrange(0, 2)
+                events.append(cloud_event("eldercare.county.facility.reported.v1", {
+                    "facility_id": f"E2E-{county}-{n}-{k}", "facility_type": facility_type,
+                    "name": f"{facility_type}-{k}", "beds": beds,
+                    "nursing_beds": min(beds, rng.randrange(0, 2)), "occupied": 0}, county))
+                expected["facilities"] += 1
+        trainees = rng.randrange(60, 400)
+        events.append(cloud_event("eldercare.county.training.recorded.v1",
+                                  {"course": "养老护理员培训", "trainees": trainees}, county))
+        expected["trainees"] += trainees
+        post_events(client, settings, county, events)
+    return expected
+
+
+def wait_until(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
+
+
+# ------------------------------------------------------------------ the page
+
+
+def launch_chromium(playwright, executable: str):
+    return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+
+
+def figure(page, testid: str) -> str:
+    value = page.get_attribute(f'[data-testid="{testid}"]', "data-value")
+    assert value is not None, f"no data-value on {testid}"
+    return value
+
+
+def as_number(text: str):
+    return None if text == "" else float(text)
+
+
+def test_dashboard_shows_the_api_figures_and_updates_live(pg_server_url, private_broker, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    chromium = require_chromium()
+    started = time.monotonic()
+    with run_platform(pg_server_url, private_broker, tmp_path) as (settings, registry, reporting):
+        print(f"\nregistry and reporting ready in {time.monotonic() - started:.1f}s")
+        drive_the_page(chromium, settings, registry, reporting, sync_playwright)
+
+
+def drive_the_page(chromium: str, settings, registry: Service, reporting: Service, sync_playwright) -> None:
+    viewer = token_for(settings, "viewer")
+    raw_token = viewer["Authorization"].removeprefix("Bearer ")
+    started = time.monotonic()
+
+    with ExitStack() as stack:
+        api = stack.enter_context(httpx.Client(base_url=reporting.url, headers=viewer, timeout=10))
+        reg = stack.enter_context(httpx.Client(base_url=registry.url, timeout=10))
+        expected = seed(reg, settings)
+
+        def folded():
+            city = api.get("/v1/aggregates").json()["scopes"]["city"]
+            facilities = sum(v["count"] for v in city["facilities"]["by_type"].values())
+            got = {"registered": city["residents"]["registered"], "family_beds": city["family_beds"],
+                   "trainees": city["training"]["trainees"], "facilities": facilities}
+            return got if got == expected else None
+
+        wait_until(folded, 60, "reporting folds the seeded events (consumer group join included)")
+        print(f"seeded and folded in {time.monotonic() - started:.1f}s")
+
+        playwright = stack.enter_context(sync_playwright())
+        browser = launch_chromium(playwright, chromium)
+        stack.callback(browser.close)
+        context = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN",
+                                      timezone_id="Asia/Shanghai", reduced_motion="reduce")
+        page = context.new_page()
+        problems: list[str] = []
+        elsewhere: list[str] = []
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                if m.type == "error" else None)
+        page.on("response", lambda r: problems.append(f"HTTP {r.status} for {r.url}")
+                if r.status >= 400 else None)
+        page.on("request", lambda r: None if r.url.startswith((reporting.url, "data:", "blob:"))
+                else elsewhere.append(r.url))
+
+        # ---- loads with the token from the address, which it then keeps and strips
+        page.goto(f"{reporting.url}/?token={raw_token}")
+        assert page.url == f"{reporting.url}/", "the token must be stripped from the address bar"
+        assert page.evaluate("localStorage.getItem('eldercare.dashboard.token')") == raw_token
+        page.wait_for_selector('[data-testid="conn-status"][data-state="connected"]', timeout=15000)
+        page.wait_for_function("document.querySelectorAll('#county-rows tr').length === 10", timeout=15000)
+        assert page.evaluate("typeof window.Plotly") == "object", "plotly.js did not load from /static"
+
+        # ---- the figures are the API's (once the page has the latest seq)
+        def settled():
+            aggregates = api.get("/v1/aggregates").json()
+            targets = api.get("/v1/targets").json()
+            shown = figure(page, "live-seq")
+            if shown == str(aggregates["seq"]) == str(targets["seq"]):
+                return aggregates, targets
+            return None
+
+        aggregates, targets = wait_until(settled, 30, "the page shows the API's latest seq")
+        city = aggregates["scopes"]["city"]
+        residents = city["residents"]
+        rows = {r["county_code"]: r for r in targets["rows"]}
+        ind = rows["city"]["indicators"]
+        assert int(figure(page, "headline-registered")) == residents["registered"] == expected["registered"]
+        assert int(figure(page, "headline-active")) == residents["active"]
+        assert int(figure(page, "headline-elderly")) == residents["elderly_60plus"]
+        assert int(figure(page, "headline-advanced-age")) == residents["advanced_age_80plus"]
+        assert int(figure(page, "headline-centenarians")) == residents["centenarians"]
+        assert int(figure(page, "headline-elderly-task")) == rows["city"]["elderly_60plus"]["task_list"]
+        assert int(figure(page, "headline-family-beds")) == city["family_beds"]
+        assert city["family_beds"] == ind["family_beds"]["actual"] == expected["family_beds"]
+        assert int(figure(page, "headline-family-beds-target")) == ind["family_beds"]["target"]
+        assert as_number(figure(page, "headline-beds-per-1000")) == ind["beds_per_1000"]["actual"]
+        assert as_number(figure(page, "headline-nursing-share")) == ind["nursing_bed_share"]["actual"]
+        assert int(figure(page, "headline-training")) == city["training"]["trainees"]
+        assert city["training"]["trainees"] == expected["trainees"]
+        assert int(figure(page, "headline-training-target")) == ind["training"]["target"]
+        for code, row in rows.items():
+            ri = row["indicators"]
+            assert int(figure(page, f"county-{code}-elderly-registry")) == row["elderly_60plus"]["registry"]
+            assert int(figure(page, f"county-{code}-elderly-task")) == row["elderly_60plus"]["task_list"]
+            assert int(figure(page, f"county-{code}-family-beds")) == ri["family_beds"]["actual"]
+            assert int(figure(page, f"county-{code}-family-beds-target")) == ri["family_beds"]["target"]
+            assert int(figure(page, f"county-{code}-training")) == ri["training"]["actual"]
+            assert int(figure(page, f"county-{code}-training-target")) == ri["training"]["target"]
+            assert as_number(figure(page, f"county-{code}-beds-per-1000")) == ri["beds_per_1000"]["actual"]
+            nursing = ri["nursing_bed_share"]["actual"]
+            assert as_number(figure(page, f"county-{code}-nursing-share")) == nursing
+            assert int(figure(page, f"county-{code}-facilities")) == sum(
+                ri[f"facilities_{t}"]["actual"] for t in FACILITY_TYPES)
+        assert page.inner_text('[data-testid="county-410928-name"]') == rows["410928"]["name_zh"] == "濮阳县"
+        assert page.inner_text("h1") == "濮阳市智慧养老指挥中心"
+        # every chart drawn: age bands, gender, categories per county, ability levels, facilities
+        assert page.evaluate("document.querySelectorAll('.js-plotly-plot .main-svg').length") >= 5
+        assert page.evaluate("document.querySelectorAll('#chart-age .bars .point').length") == 9
+        assert page.evaluate("document.querySelectorAll('#chart-categories .barlayer .trace').length") == 7
+
+        # a county row selects that county for the ability and facility charts
+        page.click('[data-testid="county-row-410928"]')
+        assert page.inner_text('[data-testid="ability-scope"]') == "濮阳县"
+        page.click('[data-testid="county-row-410928"]')
+        assert page.inner_text('[data-testid="ability-scope"]') == "濮阳市"
+
+        DOCS.mkdir(exist_ok=True)
+        page.screenshot(path=str(DOCS / "dashboard.png"))
+
+        # ---- English by the switch: every label, county names too; the choice is remembered
+        page.click('[data-testid="lang-switch"]')
+        assert page.get_attribute("html", "lang") == "en"
+        assert page.inner_text("h1") == "Puyang Smart Elder-Care Command Centre"
+        assert page.inner_text('[data-testid="county-410928-name"]') == rows["410928"]["name_en"]
+        assert page.inner_text('[data-testid="county-city-name"]') == "Puyang City"
+        assert page.inner_text('[data-testid="conn-status"]').strip() == "Live"
+        assert page.evaluate("localStorage.getItem('eldercare.dashboard.lang')") == "en"
+        labels = "h1, .subtitle, .conn, .meta, #board h2, #board h3, #board .sub, thead th, .foot"
+        chinese_left = page.evaluate(r"""(labels) => [...document.querySelectorAll(labels)]
+            .map(e => e.innerText).join(' ').match(/[\u4e00-\u9fff]+/g)""", labels)
+        assert not chinese_left, f"labels still in Chinese after the switch: {chinese_left}"
+        page.screenshot(path=str(DOCS / "dashboard-en.png"))
+
+        # ---- a new resident and a training event change the page without a reload
+        page.evaluate("window.__e2eMark = 'same page'")
+        watched = ("headline-registered", "headline-training", "county-410928-training",
+                   "county-410928-elderly-registry")
+        before = {k: int(figure(page, k)) for k in watched}
+        deltas_before = page.evaluate("window.__dashboard.deltas")
+        fetches_before = page.evaluate("window.__dashboard.fetches")
+        rng = random.Random()
+        register(reg, settings, "410928", rng, name="周秀珍")
+        post_events(reg, settings, "410928", [cloud_event("eldercare.county.training.recorded.v1",
+                                                           {"course": "失智照护", "trainees": 40}, "410928")])
+        changed_at = time.monotonic()
+        page.wait_for_function(
+            """([registered, training, county]) => {
+                 const v = (id) => Number(document.querySelector(`[data-testid="${id}"]`).dataset.value);
+                 return v('headline-registered') === registered && v('headline-training') === training
+                        && v('county-410928-training') === county;
+               }""",
+            arg=[before["headline-registered"] + 1, before["headline-training"] + 40,
+                 before["county-410928-training"] + 40],
+            timeout=30000, polling=100)
+        print(f"page updated {time.monotonic() - changed_at:.2f}s after the writes")
+        assert page.evaluate("window.__e2eMark") == "same page", "the page reloaded"
+        assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+        assert page.evaluate("window.__dashboard.deltas") > deltas_before, \
+            "the change did not come by the stream"
+        fetches = page.evaluate("window.__dashboard.fetches") - fetches_before
+        assert 1 <= fetches <= 4, f"{fetches} fetches for one burst of deltas"
+        aggregates, _ = wait_until(settled, 15, "the page shows the API's latest seq")
+        registered = aggregates["scopes"]["city"]["residents"]["registered"]
+        assert int(figure(page, "headline-registered")) == registered == before["headline-registered"] + 1
+        county = aggregates["scopes"]["410928"]["residents"]
+        # the suite's ID numbers are of people born 1925-1964: 60 or over
+        assert int(figure(page, "county-410928-elderly-registry")) == county["elderly_60plus"] == \
+            before["county-410928-elderly-registry"] + 1
+
+        # ---- no token, or a refused one: a clear message in both languages, no crash
+        bare = browser.new_context(viewport={"width": 1280, "height": 800})
+        stack.callback(bare.close)
+        lost = bare.new_page()
+        lost.on("pageerror", lambda error: problems.append(f"page error (no token): {error}"))
+        lost.on("response", lambda r: problems.append(f"HTTP {r.status} for {r.url}")
+                if r.status >= 400 and r.status not in (401, 403) else None)
+        lost.goto(f"{reporting.url}/")
+        lost.wait_for_selector('[data-testid="notice"]:not([hidden])', timeout=10000)
+        assert "make up" in lost.inner_text('[data-testid="notice-zh"]')
+        assert "make up" in lost.inner_text('[data-testid="notice-en"]')
+        lost.goto(f"{reporting.url}/?token=not-a-token")
+        lost.wait_for_selector('[data-testid="notice"][data-kind="denied"]:not([hidden])', timeout=10000)
+        assert "401" in lost.inner_text('[data-testid="notice-en"]')
+        assert lost.evaluate("localStorage.getItem('eldercare.dashboard.token')") is None
+
+        assert not elsewhere, f"the page fetched from elsewhere than the service: {elsewhere}"
+        problems = [p for p in problems if "status of 401" not in p]  # the refused token's own request
+        assert not problems, problems
+    print(f"browser part done in {time.monotonic() - started:.1f}s")
