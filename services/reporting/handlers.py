@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import asyncpg
 from pydantic import BaseModel
 
-from services.reporting.domain.folding import CITY, ResidentState, apply_event, delta
+from services.reporting.domain.folding import CITY, ResidentState, accumulate, apply_event
 from shared.events.envelope import CloudEvent
 from shared.messaging.consumer import Unprocessable
 from shared.regions import load_counties
@@ -41,17 +41,20 @@ class Delta:
         return {"seq": self.seq, "counts": self.counts, "facilities": self.facilities, "training": self.training}
 
 
+_KNOWN_COUNTIES = frozenset(load_counties())
+
+
 def _county_of(event: CloudEvent, data: BaseModel) -> str:
-    county = getattr(data, "county_code", None) or getattr(getattr(data, "resident", None), "county_code", None) \
-        or event.countycode
-    if county not in load_counties():
+    resident = getattr(data, "resident", None)
+    county = resident.county_code if resident is not None else (getattr(data, "county_code", None) or event.countycode)
+    if county not in _KNOWN_COUNTIES:
         raise Unprocessable(f"unknown county {county!r}: not in the task list")
     return county
 
 
 async def fold_batch(conn: asyncpg.Connection, events: list[tuple[CloudEvent, BaseModel]]) -> Delta | None:
     """Apply resident, facility and training events; return the delta, or None if nothing changed."""
-    counter: Counter = Counter()
+    counter: dict = {}
     touched: dict[str, ResidentState] = {}
     facilities: dict[tuple[str, str], tuple] = {}
     trainees: Counter = Counter()
@@ -66,7 +69,7 @@ async def fold_batch(conn: asyncpg.Connection, events: list[tuple[CloudEvent, Ba
             new = apply_event(states.get(rid), event.type, data)
             if new is None:
                 continue
-            counter.update(delta(states.get(rid), new))
+            accumulate(counter, states.get(rid), new)
             states[rid] = touched[rid] = new
         elif event.type == FACILITY:
             facilities[(county, data.facility_id)] = (county, data.facility_id, data.facility_type, data.name,
@@ -77,6 +80,7 @@ async def fold_batch(conn: asyncpg.Connection, events: list[tuple[CloudEvent, Ba
             sessions[county] += 1
         if event.type in INGEST_TYPES:
             activity[county] += 1
+    counter = {k: v for k, v in counter.items() if v}
     if not (counter or facilities or trainees or activity or touched):
         return None
     await _save_states(conn, touched)
@@ -101,7 +105,7 @@ def _resident_id(event: CloudEvent, data: BaseModel) -> str:
 async def _load_states(conn: asyncpg.Connection, ids: set[str]) -> dict[str, ResidentState]:
     if not ids:
         return {}
-    rows = await conn.fetch("SELECT * FROM residents WHERE resident_id = ANY($1::uuid[])", [uuid.UUID(i) for i in ids])
+    rows = await conn.fetch("SELECT * FROM residents WHERE resident_id = ANY($1::text[]::uuid[])", list(ids))
     return {str(r["resident_id"]): ResidentState(
         resident_id=str(r["resident_id"]), county_code=r["county_code"], birth_date=r["birth_date"],
         gender=r["gender"], living_arrangement=r["living_arrangement"], categories=tuple(r["categories"]),
@@ -116,10 +120,10 @@ async def _save_states(conn: asyncpg.Connection, states: dict[str, ResidentState
     await conn.execute(
         """INSERT INTO residents (resident_id, county_code, birth_date, gender, living_arrangement, categories,
                ability_level, status, family_bed, version)
-           SELECT r.id, r.county, r.birth, r.gender, r.living,
+           SELECT r.id::uuid, r.county, r.birth, r.gender, r.living,
                   CASE WHEN r.cats = '' THEN '{}'::text[] ELSE string_to_array(r.cats, ',') END,
                   r.level, r.status, r.bed, r.version
-           FROM unnest($1::uuid[], $2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::smallint[],
+           FROM unnest($1::text[], $2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::smallint[],
                        $8::text[], $9::boolean[], $10::integer[])
                 AS r(id, county, birth, gender, living, cats, level, status, bed, version)
            ON CONFLICT (resident_id) DO UPDATE SET county_code = EXCLUDED.county_code,
@@ -127,13 +131,13 @@ async def _save_states(conn: asyncpg.Connection, states: dict[str, ResidentState
                living_arrangement = EXCLUDED.living_arrangement, categories = EXCLUDED.categories,
                ability_level = EXCLUDED.ability_level, status = EXCLUDED.status,
                family_bed = EXCLUDED.family_bed, version = EXCLUDED.version""",
-        [uuid.UUID(x.resident_id) for x in s], [x.county_code for x in s], [x.birth_date for x in s],
+        [x.resident_id for x in s], [x.county_code for x in s], [x.birth_date for x in s],
         [x.gender for x in s], [x.living_arrangement for x in s], [",".join(x.categories) for x in s],
         [x.ability_level for x in s], [x.status for x in s], [x.family_bed for x in s], [x.version for x in s],
     )
 
 
-async def _apply_counts(conn: asyncpg.Connection, counter: Counter) -> list[dict]:
+async def _apply_counts(conn: asyncpg.Connection, counter: dict) -> list[dict]:
     if not counter:
         return []
     keys = list(counter)

@@ -47,6 +47,8 @@ class _Parsed:
 def describe_error(exc: Exception) -> str:
     """A dead-letter reason a person can read: the field and message for validation errors."""
     if isinstance(exc, ValidationError):
+        if exc.errors()[0].get("type") == "json_invalid":
+            return f"not JSON: {exc.errors()[0].get('msg')}"
         parts = []
         for err in exc.errors()[:5]:
             loc = ".".join(str(p) for p in err.get("loc", ())) or "(event)"
@@ -194,8 +196,11 @@ class EventConsumer:
                     await add_rows(conn, dead, self.schema)
         if self.on_committed is not None and results:
             self.on_committed(results)
+        by_type: dict[str, int] = {}
         for p in todo:
-            EVENTS_CONSUMED.labels(self.name, p.event.type).inc()
+            by_type[p.event.type] = by_type.get(p.event.type, 0) + 1
+        for event_type, n in by_type.items():
+            EVENTS_CONSUMED.labels(self.name, event_type).inc(n)
         if dead:
             EVENTS_DEAD_LETTERED.labels(self.name).inc(len(dead))
         self.applied_total += len(todo)
@@ -203,7 +208,7 @@ class EventConsumer:
     def _parse(self, record: ConsumerRecord, dead: list[tuple]) -> _Parsed | None:
         try:
             event = CloudEvent.from_json(record.value or b"")
-        except (ValidationError, orjson.JSONDecodeError, ValueError) as exc:
+        except (ValidationError, ValueError) as exc:
             dead.append(self._dead_row(record, describe_error(exc)))
             return None
         handler = self.handlers.get(event.type)
