@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import orjson
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, continue_trace, reset_traceparent, set_traceparent
@@ -94,3 +95,10 @@ class PlatformMiddleware:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class FastJSONResponse(JSONResponse):
+    """JSON rendered by orjson (datetimes, UUIDs and non-ASCII text handled, several times faster)."""
+
+    def render(self, content: object) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)

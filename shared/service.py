@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.db import Database, database_name, ensure_database, wait_for_database, with_database
 from shared.events.asyncapi import build_asyncapi
-from shared.http import PlatformMiddleware
+from shared.http import FastJSONResponse, PlatformMiddleware
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.kafka import wait_for_broker
 from shared.messaging.relay import OutboxRelay
@@ -179,7 +179,7 @@ def create_service_app(
             await runtime.db.close()
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
-                  openapi_url="/openapi.json", docs_url="/docs", default_response_class=ORJSONResponse)
+                  openapi_url="/openapi.json", docs_url="/docs", default_response_class=FastJSONResponse)
     install_problem_handlers(app)
     app.add_middleware(PlatformMiddleware, service=name, max_body_bytes=max_body_bytes,
                        path_limits=path_limits)

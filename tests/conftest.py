@@ -1,7 +1,7 @@
 """Real PostgreSQL and a real broker for the whole suite, started by the project itself.
 
 PostgreSQL: DATABASE_URL's server if set, else the embedded one under `.state/pgdata` (shared with
-`make up`, in its own `eldercare_test` database). Broker: KAFKA_BOOTSTRAP_SERVERS if set, else a
+`make up`, in a database of its own per session). Broker: KAFKA_BOOTSTRAP_SERVERS if set, else a
 private Tansu on a free port; tests that restart a broker always start their own."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from shared.db import asyncpg_dsn, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("ELDERCARE_STATE_DIR", ROOT / ".state")).resolve()
-TEST_DATABASE = "eldercare_test"
+# One database per test session: two sessions on one server (a developer and CI, or parallel
+# helpers) never drop each other's data.
+TEST_DATABASE = f"eldercare_test_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
@@ -35,25 +37,34 @@ def pg_server_url():
 
 @pytest.fixture(scope="session")
 def database_url(pg_server_url):
-    """A fresh `eldercare_test` database for this session."""
+    """A fresh database for this session, dropped at its end (with those of dead sessions)."""
     import asyncio
 
     import asyncpg
+    import psutil
 
     async def recreate() -> None:
         conn = await asyncpg.connect(asyncpg_dsn(pg_server_url))
         try:
-            await conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                TEST_DATABASE,
-            )
-            await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}"')
+            for row in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'eldercare_test_%'"):
+                pid = row["datname"].rsplit("_", 1)[-1]
+                if pid.isdigit() and not psutil.pid_exists(int(pid)):
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+            await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)')
             await conn.execute(f'CREATE DATABASE "{TEST_DATABASE}"')
         finally:
             await conn.close()
 
+    async def drop() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(pg_server_url))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
     asyncio.run(recreate())
-    return with_database(pg_server_url, TEST_DATABASE)
+    yield with_database(pg_server_url, TEST_DATABASE)
+    asyncio.run(drop())
 
 
 @pytest.fixture(scope="session")

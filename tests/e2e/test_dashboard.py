@@ -36,7 +36,7 @@ DOCS = ROOT / "docs"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-E2E_DATABASE = "eldercare_e2e"
+E2E_DATABASE = f"eldercare_e2e_{os.getpid()}"
 PARTITIONS = 4
 CATEGORIES = ["extreme_poverty_centralised", "extreme_poverty_dispersed", "minimum_allowance", "low_income",
               "severe_disability", "dementia", "family_planning_special"]

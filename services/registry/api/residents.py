@@ -9,7 +9,9 @@ from typing import Annotated
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.responses import JSONResponse
+
+from shared.http import FastJSONResponse
 
 from services.registry import handlers
 from services.registry.api.schemas import AssessmentIn, DeathIn, ResidentIn, ResidentPatch, SearchIn, TransferIn
@@ -76,7 +78,7 @@ async def get_resident(
         handlers.check_reveal(principal, row["county_code"], reveal, reason)
         if reveal:
             await handlers.audit_reveal(conn, principal, [row], reason or "")
-    return ORJSONResponse(handlers.resident_view(row, reveal=reveal), headers={"ETag": handlers.etag_of(row)})
+    return FastJSONResponse(handlers.resident_view(row, reveal=reveal), headers={"ETag": handlers.etag_of(row)})
 
 
 @router.patch("/residents/{resident_id}", responses=PROBLEMS, summary="Correct a resident's record (If-Match)")
