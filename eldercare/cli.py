@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -116,6 +117,37 @@ def replay(
         raise typer.Exit(1)
 
 
+@app.command("seed")
+def seed_command(
+    residents: Annotated[int, typer.Option(help="entries in the registry (SPEC §4: about 700,000)")] = 700_000,
+    seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same city")] = 42,
+    csv: Annotated[Optional[Path], typer.Option(
+        help="where the CSV goes (default: under the state folder); an existing file is imported as it is")] = None,
+) -> None:
+    """Generate the synthetic city and load it through the registry's import path.
+
+    A city-wide import job, with progress bars; the registry's relay publishes the events. Uses
+    DATABASE_URL, else the embedded PostgreSQL."""
+    from eldercare.infra import PG_DATABASE, EmbeddedPostgres
+    from eldercare.seeding import seed_registry
+
+    settings = get_settings()
+    state_dir = settings.eldercare_state_dir.resolve()
+    postgres = None
+    url = settings.database_url
+    if not url:
+        postgres = EmbeddedPostgres(state_dir / "pgdata").start()
+        url = postgres.url_for(PG_DATABASE)
+    try:
+        seed_registry(url, state_dir, residents=residents, seed=seed, csv_path=csv)
+    except RuntimeError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    finally:
+        if postgres is not None and postgres.started_here:
+            postgres.stop()
+
+
 bench_app = typer.Typer(help="Benchmarks (results go to docs/benchmarks.md).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
@@ -129,6 +161,17 @@ def bench_backbone(
     from bench.backbone import main
 
     main(events=events, runs=runs)
+
+
+@bench_app.command("registry")
+def bench_registry(
+    rows: Annotated[int, typer.Option(help="rows of the synthetic city to import")] = 700_000,
+    runs: Annotated[int, typer.Option(help="repetitions; the median is reported")] = 3,
+) -> None:
+    """The registry's bulk import (CSV, validation, upsert, events) against a raw COPY of the same rows."""
+    from bench.registry import main
+
+    main(rows=rows, runs=runs)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ class PlatformSettings(BaseSettings):
     # HTTP worker processes of the registry (reads at 1,000/s need more than one core's worth of
     # Python). The other services run one: reporting's live stream lives in its consumer's process.
     registry_workers: int = Field(2, ge=1, le=32)
+    # Residents of the synthetic city `make up` seeds on its first start (0: none).
+    seed_residents: int = Field(700_000, ge=0)
     # When false, a service process serves HTTP only and `eldercare worker` runs its relay/consumers.
     run_workers_in_api: bool = True
     log_level: str = "INFO"

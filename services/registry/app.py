@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.registry.api.events import router as events_router
+from services.registry.api.imports import router as imports_router
 from services.registry.api.residents import router as residents_router
 from services.registry.api.stats import router as stats_router
+from services.registry.importer import recover_interrupted_imports
 from services.registry.worker import build_consumers
 from shared.service import create_service_app
 from shared.settings import PlatformSettings
@@ -17,7 +19,10 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         "registry",
         title="Registry service",
         description="Elderly residents, ability assessments and the county ingest gateway.",
-        routers=[residents_router, events_router, stats_router],
+        routers=[residents_router, events_router, stats_router, imports_router],
+        # A 1,000,000-row spreadsheet is 100-200 MB of CSV.
+        path_limits={"/v1/imports": 256 * 1024 * 1024},
         consumers=build_consumers,
         settings=settings,
+        on_start=recover_interrupted_imports,
     )

@@ -35,6 +35,24 @@ async def wait_for(check, timeout: float = 60.0):
     raise AssertionError(f"condition not met in {timeout}s (last: {last})")
 
 
+async def settled(reporting, settings, registry=None) -> None:
+    """Wait until earlier tests' events are folded: the registry's outbox drained and reporting's
+    consumer with nothing left to read, twice in a row."""
+    city = token_for(settings, "city")
+    calm = 0
+    deadline = time.monotonic() + 90
+    while calm < 2 and time.monotonic() < deadline:
+        pending = 0
+        if registry is not None:
+            runtime = registry.app.state.runtime
+            async with runtime.db.connection() as conn:
+                pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        lag = (await reporting.get("/v1/admin/rebuild", headers=city)).json()["lag"]
+        calm = calm + 1 if pending == 0 and lag == 0 else 0
+        await asyncio.sleep(0.5)
+    assert calm >= 2, "reporting did not catch up with earlier events"
+
+
 async def county_view(reporting, headers, code="410928") -> dict:
     response = await reporting.get(f"/v1/aggregates/counties/{code}", headers=headers)
     assert response.status_code == 200, response.text
@@ -52,6 +70,7 @@ def event(type_, data, subject=None, county="410928"):
 async def test_resident_events_move_counters_and_facilities_and_training_are_counted(registry, reporting, settings):
     puyang = token_for(settings, "county", "410928")
     viewer = token_for(settings, "viewer")
+    await settled(reporting, settings, registry)
     before = await county_view(reporting, viewer)
     response = await registry.post("/v1/residents", headers=puyang, json={
         "name": "周秀珍", "id_number": fresh_id_number(), "county_code": "410928", "township": "城关镇",
@@ -93,6 +112,7 @@ async def test_unusable_events_go_to_the_dlq_and_never_skew_a_figure(reporting, 
     from tests.integration.support import read_topic
 
     viewer = token_for(settings, "viewer")
+    await settled(reporting, settings)
     before = (await reporting.get("/v1/aggregates/city", headers=viewer)).json()
     bad = [
         event("eldercare.county.facility.reported.v1", {"facility_id": "X", "facility_type": "township_home",
@@ -161,6 +181,7 @@ async def test_rebuild_from_the_event_log_ends_with_exactly_the_same_figures(rep
     from eldercare.replay import diff, figures
 
     city = token_for(settings, "city")
+    await settled(reporting, settings)
     before = (await reporting.get("/v1/aggregates", headers=city)).json()
     assert (await reporting.post("/v1/admin/rebuild", headers=token_for(settings, "viewer"))).status_code == 403
     started = await reporting.post("/v1/admin/rebuild", headers=city)
