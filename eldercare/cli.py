@@ -167,11 +167,38 @@ def bench_backbone(
 def bench_registry(
     rows: Annotated[int, typer.Option(help="rows of the synthetic city to import")] = 700_000,
     runs: Annotated[int, typer.Option(help="repetitions; the median is reported")] = 3,
+    part: Annotated[str, typer.Option(help="import, api (reads and ingest) or all")] = "all",
+    rate: Annotated[float, typer.Option(help="requests/s for get-by-id and ID-number lookups")] = 1000,
+    seconds: Annotated[float, typer.Option(help="duration of each read measurement")] = 10,
 ) -> None:
-    """The registry's bulk import (CSV, validation, upsert, events) against a raw COPY of the same rows."""
-    from bench.registry import main
+    """The registry's bulk import against a raw COPY of the same rows; get-by-id, ID-number lookup and
+    filtered search latency at a fixed rate; ingest gateway throughput in batches of 500."""
+    if part not in ("import", "api", "all"):
+        raise typer.BadParameter("part is import, api or all")
+    if part in ("import", "all"):
+        from bench.registry import main
 
-    main(rows=rows, runs=runs)
+        main(rows=rows, runs=runs)
+    if part in ("api", "all"):
+        from bench.common import bench_infrastructure
+        from bench.registry_api import bench_registry_api
+
+        with bench_infrastructure("eldercare_bench_registry_api") as (url, bootstrap):
+            asyncio.run(bench_registry_api(url, bootstrap, rows, rate, seconds, ingest_batches=40))
+
+
+@bench_app.command("reporting")
+def bench_reporting_command(
+    residents: Annotated[int, typer.Option(help="registered events of the registry's history")] = 700_000,
+    rate: Annotated[int, typer.Option(help="events/s posted to the ingest gateway for the stream delay")] = 5000,
+    seconds: Annotated[float, typer.Option(help="duration of the stream measurement")] = 10,
+) -> None:
+    """Events folded per second (against raw getmany), replay time, ingest-to-stream delay."""
+    from bench.common import bench_infrastructure
+    from bench.reporting import bench_reporting
+
+    with bench_infrastructure("eldercare_bench_reporting") as (url, bootstrap):
+        asyncio.run(bench_reporting(url, bootstrap, residents, rate, seconds))
 
 
 if __name__ == "__main__":
