@@ -10,7 +10,6 @@ from datetime import date
 
 import asyncpg
 
-from services.registry.domain.residents import age_on  # noqa: F401 - documents the age rule used below
 from services.registry.store import RESIDENT_COLUMNS
 from shared.auth import Principal, Role
 from shared.problems import BadRequest, Forbidden

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -11,7 +10,7 @@ from datetime import datetime, timezone
 import asyncpg
 from pydantic import BaseModel
 
-from services.reporting.domain.folding import CITY, ResidentState, accumulate, apply_event
+from services.reporting.domain.folding import ResidentState, accumulate, apply_event
 from shared.events.envelope import CloudEvent
 from shared.messaging.consumer import Unprocessable
 from shared.regions import load_counties
@@ -177,5 +176,3 @@ async def _add_training(conn: asyncpg.Connection, trainees: Counter, sessions: C
         counties, [trainees[c] for c in counties], [sessions[c] for c in counties])
     return [{"county": r["county_code"], "trainees": r["trainees"], "sessions": r["sessions"]} for r in rows]
 
-
-CITY_KEY = CITY

@@ -11,18 +11,17 @@ from collections.abc import Sequence
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 
 from shared.db import connect
 from shared.messaging.kafka import ensure_topics, make_probe_consumer, make_producer, topic_partitions
 from shared.messaging.outbox import encode_headers
+from shared.messaging.partitioning import partition_for
 from shared.messaging.schema import notify_channel
 from shared.messaging.topics import all_topic_names
 from shared.observability import OUTBOX_PENDING, OUTBOX_PUBLISHED, OUTBOX_REPLAYS
 
 log = logging.getLogger(__name__)
 _BROKER_ERRORS = (KafkaError, OSError, asyncio.TimeoutError)
-_PARTITIONER = DefaultPartitioner()
 
 
 def acks_went_backwards(highs: dict[tuple[str, int], int], acks: Sequence[tuple[str, int, int]]) -> bool:
@@ -210,13 +209,13 @@ class OutboxRelay:
         partitioner's (murmur2, as every Kafka client), so the key→partition map does not change.
         aiokafka keeps one request in flight per partition, so a key's records keep their order."""
         by_partition: dict[tuple[str, int], list[asyncpg.Record]] = {}
-        partitions: dict[str, list[int]] = {}
+        partitions: dict[str, int] = {}
         for row in rows:
             topic = row["topic"]
             if topic not in partitions:
-                partitions[topic] = sorted(await producer.partitions_for(topic))
+                partitions[topic] = len(await producer.partitions_for(topic))
             key = row["key"]
-            partition = _PARTITIONER(key.encode() if key is not None else None, partitions[topic], partitions[topic])
+            partition = partition_for(key.encode() if key is not None else None, partitions[topic])
             by_partition.setdefault((topic, partition), []).append(row)
         pending: list[tuple[str, int, int, asyncio.Future]] = []
         for (topic, partition), part_rows in by_partition.items():
