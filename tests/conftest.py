@@ -146,3 +146,21 @@ def token_for(settings, role: str, county: str | None = None, **kw) -> dict:
     from shared.auth import issue_token
 
     return {"Authorization": f"Bearer {issue_token(settings, role, county=county, **kw)}"}
+
+
+@pytest.fixture(scope="session")
+def city(settings) -> dict:
+    """Authorization header of a city operator."""
+    return token_for(settings, "city")
+
+
+@pytest.fixture(scope="session")
+def puyang(settings) -> dict:
+    """Authorization header of Puyang County (410928)."""
+    return token_for(settings, "county", "410928")
+
+
+@pytest.fixture(scope="session")
+def qingfeng(settings) -> dict:
+    """Authorization header of Qingfeng County (410922)."""
+    return token_for(settings, "county", "410922")

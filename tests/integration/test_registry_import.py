@@ -27,19 +27,7 @@ ENGLISH = ["name", "id_number", "phone", "county_code", "township", "village", "
 CHINESE = [FIELD_LABELS_ZH[f] for f in ENGLISH]
 
 
-@pytest.fixture(scope="module")
-def city(settings):
-    return token_for(settings, "city")
 
-
-@pytest.fixture(scope="module")
-def puyang(settings):
-    return token_for(settings, "county", "410928")
-
-
-@pytest.fixture(scope="module")
-def qingfeng(settings):
-    return token_for(settings, "county", "410922")
 
 
 def person(county: str = "410928", **over) -> dict:

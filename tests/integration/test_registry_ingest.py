@@ -13,10 +13,6 @@ from tests.integration.support import read_topic
 INGEST_TOPIC = "eldercare.registry.ingest.v1"
 
 
-@pytest.fixture(scope="module")
-def puyang(settings):
-    return token_for(settings, "county", "410928")
-
 
 async def a_resident(registry, headers, county="410928") -> tuple[str, str]:
     id_number = fresh_id_number()

@@ -22,19 +22,7 @@ def resident_body(**over) -> dict:
     return body
 
 
-@pytest.fixture(scope="module")
-def city(settings):
-    return token_for(settings, "city")
 
-
-@pytest.fixture(scope="module")
-def puyang(settings):
-    return token_for(settings, "county", "410928")
-
-
-@pytest.fixture(scope="module")
-def qingfeng(settings):
-    return token_for(settings, "county", "410922")
 
 
 async def register(registry, headers, **over):
