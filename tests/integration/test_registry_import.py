@@ -11,7 +11,6 @@ import uuid
 
 import openpyxl
 import orjson
-import pytest
 
 from services.registry.domain.imports import FIELD_LABELS_ZH
 from services.registry.importer import recover_interrupted_imports

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import orjson
-import pytest
 
 from tests.conftest import fresh_id_number, token_for
 from tests.integration.support import read_topic
