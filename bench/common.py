@@ -17,9 +17,11 @@ STATE = Path(os.environ.get("ELDERCARE_STATE_DIR", ".state")).resolve()
 
 
 @contextmanager
-def bench_infrastructure(database: str = "eldercare_bench"):
+def bench_infrastructure(database: str | None = None):
     """(database_url, bootstrap): a fresh database and, unless KAFKA_BOOTSTRAP_SERVERS is set, a
-    private broker (so a benchmark never disturbs a running platform)."""
+    private broker (so a benchmark never disturbs a running platform). The database is named after
+    the process, so benchmarks run side by side never drop each other's data."""
+    database = database or f"eldercare_bench_{os.getpid()}"
     postgres = None
     server_url = os.environ.get("DATABASE_URL")
     if server_url:
@@ -36,6 +38,7 @@ def bench_infrastructure(database: str = "eldercare_bench"):
     try:
         yield with_database(server_url, database), bootstrap
     finally:
+        asyncio.run(_drop(server_url, database))
         if broker is not None:
             broker.stop()
         if postgres is not None and postgres.started_here:
@@ -47,6 +50,14 @@ async def _recreate(server_url: str, database: str) -> None:
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()
+
+
+async def _drop(server_url: str, database: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(server_url))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     finally:
         await conn.close()
 

@@ -142,7 +142,7 @@ def main(rows: int = 700_000, runs: int = 3, seed: int = DEFAULT_SEED) -> dict:
     if not path.exists():
         console.print(f"generating the synthetic city ({rows:,} rows) into {path}…")
         write_dataset(path, rows, seed)
-    with bench_infrastructure("eldercare_bench_registry") as (url, _bootstrap):
+    with bench_infrastructure() as (url, _bootstrap):
         result = asyncio.run(_run(url, path, runs))
     return result
 

@@ -183,7 +183,7 @@ def bench_registry(
         from bench.common import bench_infrastructure
         from bench.registry_api import bench_registry_api
 
-        with bench_infrastructure("eldercare_bench_registry_api") as (url, bootstrap):
+        with bench_infrastructure() as (url, bootstrap):
             asyncio.run(bench_registry_api(url, bootstrap, rows, rate, seconds, ingest_batches=40))
 
 
@@ -197,7 +197,7 @@ def bench_reporting_command(
     from bench.common import bench_infrastructure
     from bench.reporting import bench_reporting
 
-    with bench_infrastructure("eldercare_bench_reporting") as (url, bootstrap):
+    with bench_infrastructure() as (url, bootstrap):
         asyncio.run(bench_reporting(url, bootstrap, residents, rate, seconds))
 
 
