@@ -75,7 +75,7 @@ async def prepare_database(database_url: str) -> None:
 async def import_dataset(database_url: str, path: Path, *, actor: str = SEED_ACTOR,
                          on_progress: Callable[[dict], Any] | None = None, migrate: bool = True) -> dict:
     """Import a CSV as a city-wide job through the registry's importer; returns the job's outcome."""
-    from services.registry.importer import create_job, file_sha256, run_import
+    from services.registry.importer import create_job, file_sha256, refresh_visibility, run_import
     from shared.db import connect
 
     if migrate:
@@ -85,7 +85,10 @@ async def import_dataset(database_url: str, path: Path, *, actor: str = SEED_ACT
     try:
         job_id = await create_job(conn, actor=actor, county_code=None, filename=Path(path).name,
                                   sha256=sha256)
-        return await run_import(conn, job_id, Path(path), scope_county=None, on_progress=on_progress)
+        outcome = await run_import(conn, job_id, Path(path), scope_county=None, on_progress=on_progress)
+        if outcome["status"] == "succeeded":
+            await refresh_visibility(conn)
+        return outcome
     finally:
         await conn.close()
 

@@ -56,6 +56,8 @@ TOPIC = topic_for_event_type(REGISTERED).name
 CHUNK_ROWS = 25_000
 # Imports run one at a time per process (they are CPU- and disk-bound); a few more may wait.
 MAX_JOBS_PER_PROCESS = 4
+# An import that wrote this many rows is followed by a VACUUM (ANALYZE) of residents.
+VACUUM_AFTER_ROWS = 50_000
 
 # ---------------------------------------------------------------- reading the file ----------
 
@@ -748,14 +750,26 @@ async def _run_in_service(runtime, job_id: uuid.UUID, path: Path, scope_county: 
                 raise
             finally:
                 await _unlock(conn, job_id)
-        log.info("import finished", extra={"fields": {k: outcome[k] for k in (
-            "job_id", "status", "processed", "accepted", "updated", "unchanged", "rejected")}})
+            log.info("import finished", extra={"fields": {k: outcome[k] for k in (
+                "job_id", "status", "processed", "accepted", "updated", "unchanged", "rejected")}})
+            if outcome["accepted"] + outcome["updated"] >= VACUUM_AFTER_ROWS:
+                await refresh_visibility(conn)
     except asyncio.CancelledError:
         raise
     except Exception:  # noqa: BLE001 - a task's exception would otherwise be lost
         log.exception("import task failed", extra={"fields": {"job_id": str(job_id)}})
     finally:
         path.unlink(missing_ok=True)  # personal data: the upload is not kept once imported
+
+
+async def refresh_visibility(conn: asyncpg.Connection) -> None:
+    """VACUUM (ANALYZE) the residents table after a large import: searches answer from the covering
+    index only for pages the visibility map marks all-visible, and the planner needs the new
+    statistics. The job has already finished; this only makes the reads that follow fast."""
+    try:
+        await conn.execute("VACUUM (ANALYZE) residents")
+    except asyncpg.PostgresError as exc:  # autovacuum will get there too; never fail the import
+        log.warning("vacuum after import failed", extra={"fields": {"error": str(exc)}})
 
 
 async def recover_interrupted_imports(runtime) -> int:

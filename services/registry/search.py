@@ -109,8 +109,11 @@ async def search(conn: asyncpg.Connection, principal: Principal, q: SearchQuery,
         page_clauses.append(f"id > ${len(page_params)}")
     where = " WHERE " + " AND ".join(page_clauses) if page_clauses else ""
     page_params.append(q.limit + 1)
+    # The page's ids come from an index-only scan of the covering index (filters evaluated on
+    # index tuples); only the rows shown are read from the table.
     rows = await conn.fetch(
-        f"SELECT {RESIDENT_COLUMNS} FROM residents{where} ORDER BY id LIMIT ${len(page_params)}", *page_params
+        f"SELECT {RESIDENT_COLUMNS} FROM residents WHERE id = ANY(ARRAY("
+        f"SELECT id FROM residents{where} ORDER BY id LIMIT ${len(page_params)})) ORDER BY id", *page_params
     )
     next_cursor = None
     if len(rows) > q.limit:
