@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.auth import document_bearer_auth
 from shared.db import Database, database_name, ensure_database, wait_for_database, with_database
 from shared.events.asyncapi import build_asyncapi
 from shared.http import FastJSONResponse, PlatformMiddleware
@@ -181,6 +182,7 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
                   openapi_url="/openapi.json", docs_url="/docs", default_response_class=FastJSONResponse)
     install_problem_handlers(app)
+    document_bearer_auth(app)
     app.add_middleware(PlatformMiddleware, service=name, max_body_bytes=max_body_bytes,
                        path_limits=path_limits)
     app.include_router(health_router(name))

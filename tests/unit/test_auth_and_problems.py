@@ -144,3 +144,27 @@ async def test_unknown_route_is_a_problem_not_html(client):
 def test_settings_refuse_the_development_secret_outside_development():
     with pytest.raises(ValueError, match="JWT_SECRET"):
         PlatformSettings(eldercare_env="production")
+
+
+async def test_a_basic_scheme_or_empty_bearer_gets_401(client):
+    for header in ("Basic dXNlcjpwYXNz", "Bearer ", "Bearer"):
+        answer = await client.get("/v1/counties/410928/things", headers={"Authorization": header})
+        assert answer.status_code == 401, header
+
+
+def test_openapi_documents_the_bearer_scheme_and_leaves_probes_public():
+    from shared.auth import document_bearer_auth
+
+    app = build_app()
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {}
+
+    document_bearer_auth(app)
+    schema = app.openapi()
+    assert schema["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "JWT from `eldercare token`"}
+    assert schema["security"] == [{"bearer": []}]
+    assert schema["paths"]["/healthz"]["get"]["security"] == []
+    assert "security" not in schema["paths"]["/v1/things"]["post"]
