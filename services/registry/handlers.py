@@ -14,6 +14,7 @@ from services.registry.domain.errors import (
     InvalidRecord, OutsideScope, ResidentAlreadyRegistered, ResidentNotActive, ResidentNotFound, StaleVersion,
 )
 from services.registry.domain.residents import ResidentFields, age_on
+from services.registry.ids import new_resident_id
 from services.registry.store import RESIDENT_COLUMNS, fetch_resident, owner_county_of, write_audit
 from shared.auth import Principal, Role
 from shared.events import make_event
@@ -152,7 +153,7 @@ async def register(conn: asyncpg.Connection, principal: Principal, fields: Resid
                living_arrangement, categories, ability_level, emergency_contact, emergency_phone, birth_date, gender)
             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
             ON CONFLICT (id_number) DO NOTHING RETURNING {RESIDENT_COLUMNS}""",
-        uuid.uuid4(), fields.id_number, fields.name, fields.phone, fields.county_code, fields.township,
+        new_resident_id(), fields.id_number, fields.name, fields.phone, fields.county_code, fields.township,
         fields.village, fields.address, fields.living_arrangement, fields.categories, fields.ability_level,
         fields.emergency_contact, fields.emergency_phone, fields.birth_date, fields.gender,
     )

@@ -34,6 +34,7 @@ from pathlib import Path
 import asyncpg
 import orjson
 
+from services.registry.ids import time_ordered_uuids
 from services.registry.domain.imports import (
     BIRTH_DATE, CATEGORIES, COUNTY, GENDER, ID, ID_NUMBER, LEVEL, LIVING, MAX_ROWS, NAME, ROW_NO,
     STAGED_COLUMNS, STATUS, TOWNSHIP, VILLAGE, EncodingSniffer, HeaderMap, ImportFileError, ImportsBusy,
@@ -306,13 +307,13 @@ def random_uuids(n: int) -> list[str]:
             f"{h[i + 20:i + 32]}" for i in range(0, 32 * n, 32)]
 
 
-def uuid_stream(batch: int = 4096) -> Callable[[], str]:
-    """A callable giving a fresh random UUID per call (drawn in batches)."""
+def uuid_stream(batch: int = 4096, draw: Callable[[int], list[str]] = time_ordered_uuids) -> Callable[[], str]:
+    """A callable giving a fresh UUID per call, drawn in batches (time-ordered unless told otherwise)."""
     pool: list[str] = []
 
     def next_id() -> str:
         if not pool:
-            pool.extend(random_uuids(batch))
+            pool.extend(reversed(draw(batch)))
         return pool.pop()
 
     return next_id

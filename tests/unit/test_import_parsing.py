@@ -314,3 +314,16 @@ def test_random_uuids_are_version_4():
     ids = random_uuids(1000)
     assert len(set(ids)) == 1000
     assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+
+
+def test_resident_ids_are_version_7_and_sorted_in_the_order_drawn():
+    from services.registry.ids import new_resident_id, time_ordered_uuids
+    from services.registry.importer import uuid_stream
+
+    ids = time_ordered_uuids(10_000) + time_ordered_uuids(3)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 7 and str(uuid.UUID(i)) == i for i in ids)
+    stream = uuid_stream(batch=100)
+    drawn = [stream() for _ in range(250)]
+    assert drawn == sorted(drawn) and drawn[0] > ids[-1]
+    assert new_resident_id().version == 7
