@@ -179,8 +179,12 @@ def create_service_app(
             await runtime.stop_workers()
             await runtime.db.close()
 
+    # FastAPI's native OpenTelemetry hooks are off: metrics are Prometheus (/metrics), trace context is
+    # W3C traceparent handled by PlatformMiddleware, and the check for a configured provider ran on
+    # every request.
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
-                  openapi_url="/openapi.json", docs_url="/docs", default_response_class=FastJSONResponse)
+                  openapi_url="/openapi.json", docs_url="/docs", default_response_class=FastJSONResponse,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     install_problem_handlers(app)
     document_bearer_auth(app)
     app.add_middleware(PlatformMiddleware, service=name, max_body_bytes=max_body_bytes,
@@ -191,11 +195,16 @@ def create_service_app(
     return app
 
 
-async def get_runtime(request: Request) -> ServiceRuntime:
+def runtime_of(request: Request) -> ServiceRuntime:
+    """The app's runtime (503 while the service is still starting)."""
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
         raise ServiceUnavailable("The service is starting.")
     return runtime
+
+
+async def get_runtime(request: Request) -> ServiceRuntime:
+    return runtime_of(request)
 
 
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]

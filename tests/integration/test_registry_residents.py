@@ -114,6 +114,25 @@ async def test_unmasked_read_needs_a_reason_and_is_audited(registry, puyang, cit
     assert (await registry.get("/v1/audit", headers=puyang)).status_code == 403
 
 
+async def test_reveal_parameters_are_checked_and_the_header_carries_a_reason(registry, puyang):
+    from urllib.parse import quote
+
+    body, created = await register(registry, puyang)
+    rid = created.json()["id"]
+    bad = await registry.get(f"/v1/residents/{rid}", params={"reveal": "maybe"}, headers=puyang)
+    assert bad.status_code == 422 and bad.json()["field"] == "reveal"
+    long = await registry.get(f"/v1/residents/{rid}", params={"reveal": "1", "reason": "x" * 501}, headers=puyang)
+    assert long.status_code == 422 and long.json()["field"] == "reason"
+    by_header = await registry.get(f"/v1/residents/{rid}?reveal=yes",
+                                   headers={**puyang, "X-Access-Reason": quote("核对补贴发放名单")})
+    assert by_header.status_code == 200 and by_header.json()["id_number"] == body["id_number"]
+    masked = await registry.get(f"/v1/residents/{rid}?reveal=false", headers=puyang)
+    assert masked.json()["masked"] is True and masked.json()["id_number"] != body["id_number"]
+    spec = (await registry.get("/openapi.json")).json()
+    listed = {p["name"] for p in spec["paths"]["/v1/residents/{resident_id}"]["get"]["parameters"]}
+    assert {"resident_id", "reveal", "reason", "X-Access-Reason"} <= listed
+
+
 async def test_patch_needs_if_match_and_a_stale_version_gets_412(registry, puyang):
     _, created = await register(registry, puyang)
     rid, etag = created.json()["id"], created.headers["etag"]
