@@ -92,7 +92,8 @@ async def wait_folded(client: httpx.AsyncClient, total: int, timeout: float = 90
     raise TimeoutError("reporting did not fold everything in time")
 
 
-async def stream_latency(reporting: str, registry: str, rate: int, seconds: float, per_batch: int = 100) -> dict:
+async def stream_latency(reporting: str, registry: str, bootstrap: str, rate: int, seconds: float,
+                         per_batch: int = 100) -> dict:
     """Post `rate` events/s (batches of `per_batch`, each with one uniquely named facility report)
     to the ingest gateway; time each batch from the post to its delta on the SSE stream."""
     settings = get_settings()
@@ -101,6 +102,7 @@ async def stream_latency(reporting: str, registry: str, rate: int, seconds: floa
     county_token = issue_token(settings, Role.COUNTY, county=county)
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
+    on_topic: dict[str, float] = {}
     stop = asyncio.Event()
 
     async def listen(ready: asyncio.Event):
@@ -128,6 +130,7 @@ async def stream_latency(reporting: str, registry: str, rate: int, seconds: floa
 
     ready = asyncio.Event()
     listener = asyncio.create_task(listen(ready))
+    watcher = asyncio.create_task(watch_topic(bootstrap, on_topic))
     await asyncio.wait_for(ready.wait(), 30)
     batches_per_s = rate / per_batch
     total = int(batches_per_s * seconds)
@@ -156,9 +159,34 @@ async def stream_latency(reporting: str, registry: str, rate: int, seconds: floa
         await asyncio.sleep(0.1)
     stop.set()
     listener.cancel()
+    watcher.cancel()
     latencies = [(seen[k] - sent[k]) * 1000 for k in sent if k in seen]
+    # The same delay split where the event reaches the ingest topic: the registry's part (gateway,
+    # outbox, relay) and reporting's (fetch, fold, commit, stream).
+    split = [k for k in sent if k in seen and k in on_topic]
     return {"target_events_per_s": rate, "achieved_events_per_s": round(achieved), "errors": errors,
-            "missing": total - len(latencies), **summarize_latencies(latencies)}
+            "missing": total - len(latencies), **summarize_latencies(latencies),
+            "gateway_to_topic": summarize_latencies([(on_topic[k] - sent[k]) * 1000 for k in split]),
+            "topic_to_stream": summarize_latencies([(seen[k] - on_topic[k]) * 1000 for k in split])}
+
+
+async def watch_topic(bootstrap: str, first_seen: dict[str, float]) -> None:
+    """When each bench facility report appears on the ingest topic (a short fetch wait, so the
+    watcher itself adds little)."""
+    consumer = AIOKafkaConsumer(INGEST.name, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="latest", fetch_max_wait_ms=20)
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    if b"facility.reported" in (record.value or b""):
+                        facility = orjson.loads(record.value)["data"].get("facility_id", "")
+                        first_seen.setdefault(facility, now)
+    finally:
+        await consumer.stop()
 
 
 async def bench_reporting(url: str, bootstrap: str, residents: int, rate: int, seconds: float) -> dict:
@@ -182,14 +210,16 @@ async def bench_reporting(url: str, bootstrap: str, residents: int, rate: int, s
             result["first_fold_seconds"] = round(fold_seconds, 1)
             result["fold_events_per_s"] = round(residents / fold_seconds)
             result["fold_vs_raw"] = round(residents / fold_seconds / raw, 3)
-            console.print(f"  folded {residents:,} in {fold_seconds:.1f}s ({result['fold_events_per_s']:,}/s)")
+            console.print(f"  folded {residents:,} in {fold_seconds:.1f}s ({result['fold_events_per_s']:,}/s, "
+                          f"{result['fold_vs_raw']} × raw)")
             started = time.perf_counter()
             (await client.post("/v1/admin/rebuild")).raise_for_status()
             await wait_folded(client, residents)
             result["replay_seconds"] = round(time.perf_counter() - started, 1)
             console.print(f"  replay (rebuild) of {residents:,}: {result['replay_seconds']}s")
         await asyncio.to_thread(registry.wait_ready)
-        result["stream"] = await stream_latency(reporting.base_url, registry.base_url, rate, seconds)
+        result["stream"] = await stream_latency(reporting.base_url, registry.base_url, bootstrap, rate,
+                                                seconds)
         console.print(f"  stream: {result['stream']}")
     finally:
         reporting.stop()

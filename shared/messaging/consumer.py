@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import orjson
@@ -25,6 +25,9 @@ Handler = Callable[[asyncpg.Connection, CloudEvent, BaseModel], Awaitable[None]]
 # A batch handler folds many events at once (one round trip instead of one per event) and may
 # return something for `on_committed` (e.g. the deltas a live stream sends once they are durable).
 BatchHandler = Callable[[asyncpg.Connection, list[tuple[CloudEvent, BaseModel]]], Awaitable[object]]
+# A consumer's own one-pass parser for the types it knows (envelope and data at once). Raising
+# anything sends the record down the generic path, which gives the dead-letter reason.
+FastParser = Callable[[bytes], tuple[CloudEvent, BaseModel]]
 # Errors that say "try again later", not "this event is bad": the batch is retried.
 TRANSIENT_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
                     asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
@@ -36,12 +39,26 @@ class Unprocessable(Exception):
     """A handler's verdict that an event can never be applied (it goes to the dead-letter topic)."""
 
 
+Batch = dict[TopicPartition, list[ConsumerRecord]]
+# Records parsed between yields to the event loop when pipelining (see `pipeline`).
+PARSE_SLICE = 250
+
+
 @dataclass(slots=True)
 class _Parsed:
     record: ConsumerRecord
     event: CloudEvent
     data: BaseModel
     handler: Handler | None
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A parsed batch, and the rewind generation it was fetched in."""
+
+    generation: int
+    parsed: list[_Parsed] = field(default_factory=list)
+    dead: list[tuple] = field(default_factory=list)
 
 
 def describe_error(exc: Exception) -> str:
@@ -76,6 +93,11 @@ class EventConsumer:
         batch_handler: BatchHandler | None = None,
         batch_types: frozenset[str] | set[str] = frozenset(),
         on_committed: Callable[[list[object]], None] | None = None,
+        fast_parse: FastParser | None = None,
+        inbox_exempt_types: frozenset[str] | set[str] = frozenset(),
+        pipeline: bool = False,
+        fetch_max_wait_ms: int = 500,
+        bisect_failures: bool = False,
     ) -> None:
         self.name = name
         self.topics = topics
@@ -88,6 +110,21 @@ class EventConsumer:
         self.batch_handler = batch_handler
         self.batch_types = frozenset(batch_types)
         self.on_committed = on_committed
+        self.fast_parse = fast_parse
+        # Types whose handler is idempotent by itself (e.g. a snapshot with a version the projection
+        # already holds changes nothing): no inbox row, which halves the rows written per event.
+        self.inbox_exempt_types = frozenset(inbox_exempt_types)
+        # Parse the next batch while the previous one's transaction runs: the CPU work here and
+        # PostgreSQL's overlap. Offsets are still committed in order, each after its transaction.
+        self.pipeline = pipeline
+        # How long the broker may hold a fetch when nothing is new (aiokafka's default, 500 ms).
+        # A live consumer wants less: a broker that does not answer early (Tansu) adds it as delay.
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        # A batch that fails is retried in halves rather than event by event: for a batch handler
+        # folding thousands of events at once, one bad event then costs a few dozen folds, not
+        # one fold per event of its batch.
+        self.bisect_failures = bisect_failures
+        self._generation = 0
         # Held while a batch is applied, so an operator's rebuild can pause consumption safely.
         self.lock = asyncio.Lock()
         self.applied_total = 0
@@ -106,6 +143,7 @@ class EventConsumer:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=self.batch_size,
+                fetch_max_wait_ms=self.fetch_max_wait_ms,
                 session_timeout_ms=10_000,
                 heartbeat_interval_ms=1_000,
                 metadata_max_age_ms=5_000,
@@ -148,44 +186,87 @@ class EventConsumer:
     async def rewind(self) -> None:
         """Consume this member's partitions again from the beginning (for a rebuild); call it while
         holding `lock` so no batch is half-applied."""
+        # Batches fetched before the rewind are dropped, not applied after it (they would land in
+        # the emptied tables and mark their events as seen before the replay reaches them).
+        self._generation += 1
         if self._consumer is not None:
             await self._consumer.seek_to_beginning()
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            batch = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
-            if not batch:
-                continue
-            try:
-                await self.apply_batch(batch)
-            except TRANSIENT_ERRORS as exc:
-                log.warning("consumer %s: database unavailable (%s); retrying the batch", self.name, exc)
-                for tp, records in batch.items():
-                    consumer.seek(tp, records[0].offset)
-                await asyncio.sleep(1.0)
-                continue
-            try:
-                await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
-            except KafkaError as exc:
-                # The effects are committed with their inbox rows; a redelivery is skipped there.
-                log.info("consumer %s: offset commit failed (%s); redelivery will be de-duplicated", self.name, exc)
+        inflight: tuple[Batch, asyncio.Task] | None = None  # only when pipelining
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=0 if inflight else 500, max_records=self.batch_size)
+                prepared = await self._prepare(batch) if batch else None
+                if inflight is not None:
+                    settled = await self._settle(consumer, *inflight, later=batch)
+                    inflight = None
+                    if not settled:
+                        continue  # positions moved back to the failed batch: this one comes again
+                if prepared is None:
+                    continue
+                if self.pipeline:
+                    inflight = (batch, asyncio.create_task(self._apply_prepared(prepared)))
+                    await asyncio.sleep(0)  # let its first query go out before we parse the next batch
+                else:
+                    await self._settle(consumer, batch, self._apply_prepared(prepared))
+        finally:
+            if inflight is not None:
+                inflight[1].cancel()
 
-    async def apply_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _settle(self, consumer: AIOKafkaConsumer, batch: Batch, applying: Awaitable[bool],
+                      later: Batch | None = None) -> bool:
+        """Wait for a batch's transaction, then commit its offsets. False when the database was
+        unavailable: every partition is moved back to its first record not applied."""
+        try:
+            applied = await applying
+        except TRANSIENT_ERRORS as exc:
+            log.warning("consumer %s: database unavailable (%s); retrying the batch", self.name, exc)
+            for b in (later or {}, batch):  # the earlier batch's offsets win where both have a partition
+                for tp, records in b.items():
+                    consumer.seek(tp, records[0].offset)
+            await asyncio.sleep(1.0)
+            return False
+        if not applied:
+            return True  # dropped after a rewind: nothing to commit
+        try:
+            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        except KafkaError as exc:
+            # The effects are committed with their inbox rows; a redelivery is skipped there.
+            log.info("consumer %s: offset commit failed (%s); redelivery will be de-duplicated", self.name, exc)
+        return True
+
+    async def apply_batch(self, batch: Batch) -> None:
         """Apply a batch in one transaction: parse, skip seen ids, apply, dead-letter the unusable."""
-        parsed: list[_Parsed] = []
-        dead: list[tuple] = []
+        await self._apply_prepared(await self._prepare(batch))
+
+    async def _prepare(self, batch: Batch) -> _Prepared:
+        prepared = _Prepared(self._generation)
+        n = 0
         for records in batch.values():
             for record in records:
-                item = self._parse(record, dead)
+                item = self._parse(record, prepared.dead)
                 if item is not None:
-                    parsed.append(item)
+                    prepared.parsed.append(item)
+                n += 1
+                if self.pipeline and n % PARSE_SLICE == 0:
+                    await asyncio.sleep(0)  # the batch in flight gets its answers from PostgreSQL meanwhile
+        return prepared
+
+    async def _apply_prepared(self, prepared: _Prepared) -> bool:
+        parsed, dead = prepared.parsed, prepared.dead
         results: list[object] = []
         async with self.lock, self.pool.acquire() as conn:
+            if prepared.generation != self._generation:
+                return False
             async with conn.transaction():
-                fresh = await self._claim(conn, [p.event.id for p in parsed])
+                exempt = self.inbox_exempt_types
+                fresh = await self._claim(conn, [p.event.id for p in parsed if p.event.type not in exempt])
                 todo: list[_Parsed] = []
                 for p in parsed:
-                    if p.event.id in fresh:
+                    if p.event.type in exempt:
+                        todo.append(p)
+                    elif p.event.id in fresh:
                         fresh.discard(p.event.id)
                         todo.append(p)
                     else:
@@ -204,8 +285,17 @@ class EventConsumer:
         if dead:
             EVENTS_DEAD_LETTERED.labels(self.name).inc(len(dead))
         self.applied_total += len(todo)
+        return True
 
     def _parse(self, record: ConsumerRecord, dead: list[tuple]) -> _Parsed | None:
+        if self.fast_parse is not None:
+            try:
+                event, data = self.fast_parse(record.value or b"")
+                handler = self.handlers.get(event.type)
+                if handler is not None or event.type in self.batch_types:
+                    return _Parsed(record, event, data, handler)
+            except Exception:  # noqa: BLE001 - the generic path below names what is wrong
+                pass
         try:
             event = CloudEvent.from_json(record.value or b"")
         except (ValidationError, ValueError) as exc:
@@ -238,28 +328,35 @@ class EventConsumer:
     async def _apply_all(self, conn: asyncpg.Connection, todo: list[_Parsed], dead: list[tuple],
                          results: list[object]) -> None:
         # Optimistic: the whole batch under one savepoint; only if an event fails do we redo the
-        # batch one savepoint per event, so one bad event costs its own effect, not the batch's.
+        # batch one savepoint per event (or, with `bisect_failures`, per half, recursively), so
+        # one bad event costs its own effect, not the batch's.
         if not todo:
             return
+        error = await self._attempt(conn, todo, results)
+        if error is None:
+            return
+        if len(todo) == 1:
+            p = todo[0]
+            log.warning("consumer %s: event %s dead-lettered: %s", self.name, p.event.id, describe_error(error))
+            dead.append(self._dead_row(p.record, describe_error(error), p.event.id))
+            return
+        middle = len(todo) // 2
+        parts = [todo[:middle], todo[middle:]] if self.bisect_failures else [[p] for p in todo]
+        for part in parts:
+            await self._apply_all(conn, part, dead, results)
+
+    async def _attempt(self, conn: asyncpg.Connection, todo: list[_Parsed],
+                       results: list[object]) -> Exception | None:
+        """Apply under a savepoint; the error if it failed (then nothing of it stays)."""
         try:
             async with conn.transaction():
-                batch_result = await self._call_all(conn, todo)
-            results.extend(batch_result)
-            return
+                out = await self._call_all(conn, todo)
         except TRANSIENT_ERRORS:
             raise
-        except Exception:  # noqa: BLE001 - sorted out event by event below
-            pass
-        for p in todo:
-            try:
-                async with conn.transaction():
-                    one = await self._call_all(conn, [p])
-                results.extend(one)
-            except TRANSIENT_ERRORS:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a poison event must not block its partition
-                log.warning("consumer %s: event %s dead-lettered: %s", self.name, p.event.id, describe_error(exc))
-                dead.append(self._dead_row(p.record, describe_error(exc), p.event.id))
+        except Exception as exc:  # noqa: BLE001 - a poison event must not block its partition
+            return exc
+        results.extend(out)
+        return None
 
     async def _call_all(self, conn: asyncpg.Connection, todo: list[_Parsed]) -> list[object]:
         """Per-event handlers in order; the batch handler gets its types in one call."""

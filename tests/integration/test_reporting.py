@@ -274,3 +274,60 @@ async def test_websocket_sends_snapshot_then_deltas_and_refuses_without_token(re
         async with websockets.connect(ws_url) as ws:
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd.code == 4401
+
+
+async def _produce(settings, records: list[tuple[str, bytes, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for topic, key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def test_a_redelivered_snapshot_or_training_record_changes_nothing(registry, reporting, settings):
+    # Snapshots are kept idempotent by their version (no inbox row); additive records by the inbox.
+    puyang = token_for(settings, "county", "410928")
+    viewer = token_for(settings, "viewer")
+    await settled(reporting, settings, registry)
+    before = await county_view(reporting, viewer)
+    rid = (await registry.post("/v1/residents", headers=puyang, json={
+        "name": "李桂兰", "id_number": fresh_id_number(), "county_code": "410928", "township": "城关镇",
+        "village": "西街社区", "living_arrangement": "empty_nest", "categories": ["low_income"]})).json()["id"]
+    await settled(reporting, settings, registry)
+    async with registry.app.state.runtime.db.connection() as conn:
+        payloads = await conn.fetchval("SELECT array_agg(payload) FROM outbox WHERE key = $1", rid)
+    registered = next(p for p in payloads if orjson.loads(p)["type"] == "eldercare.resident.registered.v1")
+    training = orjson.dumps(event("eldercare.county.training.recorded.v1", {"course": "重复投递", "trainees": 5}))
+    again = [("eldercare.registry.residents.v1", rid.encode(), bytes(registered)),
+             ("eldercare.registry.ingest.v1", b"county:410928", training)]
+    await _produce(settings, again + again)
+    await settled(reporting, settings)
+    after = await county_view(reporting, viewer)
+    assert after["residents"]["registered"] == before["residents"]["registered"] + 1
+    assert after["residents"]["by_category"]["low_income"] == before["residents"]["by_category"].get("low_income", 0) + 1
+    assert after["training"]["trainees"] == before["training"]["trainees"] + 5
+    assert after["training"]["sessions"] == before["training"]["sessions"] + 1
+
+
+async def test_a_malformed_resident_event_goes_to_the_dlq_naming_the_field(reporting, settings):
+    from tests.integration.support import read_topic
+
+    viewer = token_for(settings, "viewer")
+    await settled(reporting, settings)
+    before = (await reporting.get("/v1/aggregates/city", headers=viewer)).json()
+    rid = str(uuid.uuid4())
+    bad = event("eldercare.resident.registered.v1", {"resident": {
+        "resident_id": rid, "county_code": "410928", "name": "n", "birth_date": "1950-01-01", "gender": "robot",
+        "township": "t", "village": "v", "living_arrangement": "alone", "version": 1}}, subject=rid)
+    await _produce(settings, [("eldercare.registry.residents.v1", rid.encode(), orjson.dumps(bad))])
+    dead = await read_topic(settings.kafka_bootstrap_servers, "eldercare.registry.residents.v1.dlq", idle=4,
+                            timeout=60)
+    reasons = {orjson.loads(r.value)["id"]: dict(r.headers)["dlq-reason"].decode() for r in dead if r.value}
+    assert "resident.gender" in reasons[bad["id"]]
+    await settled(reporting, settings)
+    after = (await reporting.get("/v1/aggregates/city", headers=viewer)).json()
+    assert after["residents"] == before["residents"]

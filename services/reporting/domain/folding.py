@@ -5,14 +5,17 @@ the old buckets to the new ones. Every counter exists per county and for the cit
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
 from datetime import date
+from types import SimpleNamespace
+from typing import NamedTuple
 
 CITY = "city"
 
 
-@dataclass(frozen=True, slots=True)
-class ResidentState:
+class ResidentState(NamedTuple):
+    """Immutable; a tuple because one is built per folded event (a frozen dataclass's __init__
+    costs several times as much)."""
+
     resident_id: str
     county_code: str
     birth_date: date
@@ -26,14 +29,15 @@ class ResidentState:
 
 
 def state_from_snapshot(s: dict | object) -> ResidentState:
-    get = s.get if isinstance(s, dict) else lambda k: getattr(s, k)
-    birth = get("birth_date")
+    if isinstance(s, dict):
+        s = SimpleNamespace(**s)
+    # Attribute access, not a getter per field: this runs once per folded event.
+    birth = s.birth_date
     return ResidentState(
-        resident_id=str(get("resident_id")), county_code=get("county_code"),
-        birth_date=birth if isinstance(birth, date) else date.fromisoformat(birth), gender=get("gender"),
-        living_arrangement=get("living_arrangement"), categories=tuple(sorted(get("categories") or ())),
-        ability_level=get("ability_level"), status=get("status"), family_bed=bool(get("family_bed")),
-        version=int(get("version")),
+        resident_id=str(s.resident_id), county_code=s.county_code,
+        birth_date=birth if isinstance(birth, date) else date.fromisoformat(birth), gender=s.gender,
+        living_arrangement=s.living_arrangement, categories=tuple(sorted(s.categories or ())),
+        ability_level=s.ability_level, status=s.status, family_bed=bool(s.family_bed), version=int(s.version),
     )
 
 
@@ -48,9 +52,9 @@ def apply_event(current: ResidentState | None, event_type: str, data) -> Residen
     if current is None:
         return None
     if event_type == "eldercare.resident.assessed.v1":
-        return replace(current, ability_level=data.level) if current.ability_level != data.level else None
+        return current._replace(ability_level=data.level) if current.ability_level != data.level else None
     if event_type == "eldercare.resident.deceased.v1":
-        return replace(current, status="deceased") if current.status != "deceased" else None
+        return current._replace(status="deceased") if current.status != "deceased" else None
     return None
 
 
@@ -73,26 +77,38 @@ def buckets(state: ResidentState) -> list[tuple[str, str]]:
 
 
 def accumulate(changes: dict, old: ResidentState | None, new: ResidentState | None) -> None:
-    """Add the move from old to new to `changes` {(county, dimension, bucket): ±n}, county and city.
-    (In place: a batch of thousands of events folds into one dict.)"""
+    """Add the move from old to new to `changes` {(county, dimension, bucket): ±n}, counties only:
+    `with_city` adds the city once per key instead of once per event. (In place: a batch of
+    thousands of events folds into one dict.)"""
     get = changes.get
     if old is not None:
         county = old.county_code
-        for key in buckets(old):
-            changes[(county, *key)] = get((county, *key), 0) - 1
-            changes[(CITY, *key)] = get((CITY, *key), 0) - 1
+        for dim, bucket in buckets(old):
+            key = (county, dim, bucket)
+            changes[key] = get(key, 0) - 1
     if new is not None:
         county = new.county_code
-        for key in buckets(new):
-            changes[(county, *key)] = get((county, *key), 0) + 1
-            changes[(CITY, *key)] = get((CITY, *key), 0) + 1
+        for dim, bucket in buckets(new):
+            key = (county, dim, bucket)
+            changes[key] = get(key, 0) + 1
+
+
+def with_city(changes: dict) -> dict:
+    """County changes and the city's (their sum), zeros dropped."""
+    out: dict = {}
+    for key, n in changes.items():
+        if n:
+            out[key] = n
+            city = (CITY, key[1], key[2])
+            out[city] = out.get(city, 0) + n
+    return {k: v for k, v in out.items() if v}
 
 
 def delta(old: ResidentState | None, new: ResidentState | None) -> Counter:
     """Counter changes {(county, dimension, bucket): ±n} for county and city (zeros dropped)."""
     changes: dict = {}
     accumulate(changes, old, new)
-    return Counter({k: v for k, v in changes.items() if v != 0})
+    return Counter(with_city(changes))
 
 
 AGE_BANDS = [(60 + 5 * i, 64 + 5 * i) for i in range(8)] + [(100, 200)]
