@@ -167,24 +167,26 @@ def bench_backbone(
 def bench_registry(
     rows: Annotated[int, typer.Option(help="rows of the synthetic city to import")] = 700_000,
     runs: Annotated[int, typer.Option(help="repetitions; the median is reported")] = 3,
-    part: Annotated[str, typer.Option(help="import, api (reads and ingest) or all")] = "all",
+    part: Annotated[str, typer.Option(
+        help="import, api (reads and ingest), ingest (the gateway alone) or all")] = "all",
     rate: Annotated[float, typer.Option(help="requests/s for get-by-id and ID-number lookups")] = 1000,
     seconds: Annotated[float, typer.Option(help="duration of each read measurement")] = 10,
 ) -> None:
     """The registry's bulk import against a raw COPY of the same rows; get-by-id, ID-number lookup and
     filtered search latency at a fixed rate; ingest gateway throughput in batches of 500."""
-    if part not in ("import", "api", "all"):
-        raise typer.BadParameter("part is import, api or all")
+    if part not in ("import", "api", "ingest", "all"):
+        raise typer.BadParameter("part is import, api, ingest or all")
     if part in ("import", "all"):
         from bench.registry import main
 
         main(rows=rows, runs=runs)
-    if part in ("api", "all"):
+    if part in ("api", "ingest", "all"):
         from bench.common import bench_infrastructure
         from bench.registry_api import bench_registry_api
 
         with bench_infrastructure() as (url, bootstrap):
-            asyncio.run(bench_registry_api(url, bootstrap, rows, rate, seconds, ingest_batches=40))
+            asyncio.run(bench_registry_api(url, bootstrap, rows, rate, seconds, ingest_batches=200,
+                                           reads=part != "ingest"))
 
 
 @bench_app.command("reporting")

@@ -5,6 +5,7 @@ one transaction: the answer goes out only once the accepted events are durable."
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import asyncpg
@@ -12,19 +13,94 @@ import orjson
 
 from services.registry import handlers
 from services.registry.domain.ingest import (
-    FAMILY_BED, RESIDENT_UPSERTED, Checked, Verdict, check_event, forward_envelope, forward_key,
+    FAMILY_BED, RESIDENT_UPSERTED, Checked, Verdict, check_event, forward_envelope,
 )
 from services.registry.domain.residents import validate_resident
+from services.registry.store import SCHEMA
 from shared.auth import Principal, Role
-from shared.messaging.outbox import add_rows
+from shared.messaging.outbox import notify_relay
 from shared.messaging.topics import INGEST
 from shared.observability import current_traceparent
 from shared.problems import Problem
+
+Live = tuple[Checked, str | None]  # an event that will be applied, and its resident id (None: county-level)
+
+# One round trip claims (source, id) for every event and writes the outbox rows of those claimed
+# now, in posted order (the outbox id order is the publish order, so a resident's events keep
+# theirs). It answers with the positions (1-based) of the events posted before: usually none, so
+# nothing comes back to decode. The caller drops repeats within the batch first, so each claimed
+# row matches exactly one posted row. Claims are taken in (source, id) order, so two batches that
+# share events wait for one another instead of deadlocking.
+_CLAIM_AND_FORWARD = """
+WITH posted AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
+        WITH ORDINALITY AS p(source, event_id, county_code, forward_id, key, payload, ord)
+), claimed AS (
+    INSERT INTO ingest_events (source, event_id, county_code)
+    SELECT source, event_id, county_code FROM posted ORDER BY source, event_id
+    ON CONFLICT DO NOTHING
+    RETURNING source, event_id
+), forwarded AS (
+    INSERT INTO outbox (event_id, topic, key, payload)
+    SELECT p.forward_id, $7, p.key, p.payload FROM posted p JOIN claimed c USING (source, event_id)
+    ORDER BY p.ord
+)
+SELECT p.ord FROM posted p
+WHERE NOT EXISTS (SELECT 1 FROM claimed c WHERE c.source = p.source AND c.event_id = p.event_id)
+"""
+
+# Residents named by subject come back only when they are not of the event's county (usually
+# none); those named by ID number come back with their id.
+_RESOLVE = """
+SELECT q.ref::text AS key, q.county AS county_code, NULL::text AS id
+FROM unnest($1::uuid[], $2::text[]) AS q(ref, county)
+WHERE NOT EXISTS (SELECT 1 FROM residents r WHERE r.id = q.ref AND r.county_code = q.county)
+UNION ALL
+SELECT id_number, county_code, id::text FROM residents WHERE id_number = ANY($3::text[])
+"""
+
+
+@dataclass(slots=True)
+class KnownResidents:
+    """What the registry knows of the residents a batch names."""
+
+    absent: set[tuple[str, str]]  # (resident id, county) named by subject, with no such resident there
+    by_number: dict[str, tuple[str, str]]  # ID number -> (resident id, county)
+
+    def resident_of(self, c: Checked) -> str | None:
+        """The id of the resident the event names, if the event's county has that resident."""
+        county = c.event.countycode
+        if c.resident_ref:
+            return None if (c.resident_ref, county) in self.absent else c.resident_ref
+        found = self.by_number.get(c.id_number or "")
+        return found[0] if found is not None and found[1] == county else None
 
 
 async def ingest_batch(conn: asyncpg.Connection, principal: Principal, raw_events: list,
                        known_counties: frozenset[str]) -> list[Verdict]:
     caller_county = principal.county if principal.role == Role.COUNTY else None
+    results, checked = _check_all(raw_events, caller_county, known_counties)
+    residents = await _resolve_residents(conn, checked)
+    upserts, live = _match_residents(checked, residents, known_counties)
+    live = _drop_repeats(live)
+    forwards = [(c, rid) for c, rid in live if c.event.type != RESIDENT_UPSERTED]
+    columns = _outbox_columns(forwards)
+    await _apply_upserts(conn, [c for c, _ in live if c.event.type == RESIDENT_UPSERTED], upserts)
+    repeats = await _claim_and_forward(conn, columns)
+    family_beds: list[uuid.UUID] = []
+    for position, (c, resident_id) in enumerate(forwards, start=1):
+        if position in repeats:
+            c.verdict.status = "duplicate"
+        elif c.event.type == FAMILY_BED and resident_id:
+            family_beds.append(uuid.UUID(resident_id))
+    if family_beds:
+        await handlers.establish_family_beds(conn, family_beds, "registry/ingest")
+    return results
+
+
+def _check_all(raw_events: list, caller_county: str | None,
+               known_counties: frozenset[str]) -> tuple[list[Verdict], list[Checked]]:
+    """A verdict per posted event, and those that passed their schema and scope checks."""
     results: list[Verdict] = []
     checked: list[Checked] = []
     for index, raw in enumerate(raw_events):
@@ -34,10 +110,15 @@ async def ingest_batch(conn: asyncpg.Connection, principal: Principal, raw_event
         else:
             results.append(outcome.verdict)
             checked.append(outcome)
+    return results, checked
 
-    residents = await _resolve_residents(conn, checked)
+
+def _match_residents(checked: list[Checked], residents: KnownResidents,
+                     known_counties: frozenset[str]) -> tuple[dict[int, object], list[Live]]:
+    """Each event with its resident (rejected when none of the event's county has that id or ID
+    number), and the resident records of upsert events (by event index) once they validate."""
     upserts: dict[int, object] = {}
-    live: list[tuple[Checked, str | None]] = []
+    live: list[Live] = []
     for c in checked:
         if c.event.type == RESIDENT_UPSERTED:
             fields, errors = validate_resident({**c.data.model_dump(), "id_number": c.id_number}, known_counties)
@@ -50,57 +131,91 @@ async def ingest_batch(conn: asyncpg.Connection, principal: Principal, raw_event
         if c.resident_ref is None and c.id_number is None:
             live.append((c, None))  # county-level event
             continue
-        found = residents.get(c.resident_ref or c.id_number or "")
-        if found is None or found["county_code"] != c.event.countycode:
+        resident_id = residents.resident_of(c)
+        if resident_id is None:
             # The same words whether the resident is unknown or another county's: nothing leaks.
             field = "subject" if c.resident_ref else "data.id_number"
             c.verdict.reject(field, f"{field}: no resident with this {'id' if c.resident_ref else 'ID number'} "
                                     f"in county {c.event.countycode}")
             continue
-        live.append((c, str(found["id"])))
+        live.append((c, resident_id))
+    return upserts, live
 
-    fresh = await _claim(conn, [c for c, _ in live])
-    forwards: list[tuple] = []
-    family_beds: list[uuid.UUID] = []
-    now_iso = datetime.now(timezone.utc).isoformat()
-    traceparent = current_traceparent()
+
+def _drop_repeats(live: list[Live]) -> list[Live]:
+    """The first of several events with one (source, id) in a batch counts; the others are duplicates."""
+    seen: set[tuple[str, str]] = set()
+    kept: list[Live] = []
     for c, resident_id in live:
+        key = (c.event.source, c.event.id)
+        if key in seen:
+            c.verdict.status = "duplicate"
+            continue
+        seen.add(key)
+        kept.append((c, resident_id))
+    return kept
+
+
+async def _resolve_residents(conn: asyncpg.Connection, checked: list[Checked]) -> KnownResidents:
+    """One query for every resident the batch names (an upsert's ID number is its own record)."""
+    refs = list({(c.resident_ref, c.event.countycode) for c in checked if c.resident_ref})
+    numbers = list({c.id_number for c in checked if c.id_number and c.event.type != RESIDENT_UPSERTED})
+    known = KnownResidents(absent=set(), by_number={})
+    if not refs and not numbers:
+        return known
+    rows = await conn.fetch(_RESOLVE, [ref for ref, _ in refs], [county for _, county in refs], numbers)
+    for key, county, resident_id in rows:
+        if resident_id is None:
+            known.absent.add((key, county))
+        else:
+            known.by_number[key] = (resident_id, county)
+    return known
+
+
+def _outbox_columns(forwards: list[Live]) -> tuple[list, ...]:
+    """The arrays _CLAIM_AND_FORWARD takes: (source, id, county) to claim, and the outbox row
+    (forwarded id, key, payload) of each event."""
+    traceparent = current_traceparent()
+    now_iso = datetime.now(timezone.utc).isoformat()
+    columns: tuple[list, ...] = ([], [], [], [], [], [])
+    sources, event_ids, counties, forward_ids, keys, payloads = columns
+    for c, resident_id in forwards:
+        envelope = forward_envelope(c, resident_id, traceparent, now_iso)
+        sources.append(c.event.source)
+        event_ids.append(c.event.id)
+        counties.append(c.event.countycode)
+        forward_ids.append(envelope["id"])
+        keys.append(envelope["subject"])  # the record key is the subject (forward_key)
+        payloads.append(orjson.dumps(envelope))
+    return columns
+
+
+async def _claim_and_forward(conn: asyncpg.Connection, columns: tuple[list, ...]) -> set[int]:
+    """Claim every event and put the fresh ones in the outbox; returns the positions (1-based) of
+    those posted before."""
+    if not columns[0]:
+        return set()
+    rows = await conn.fetch(_CLAIM_AND_FORWARD, *columns, INGEST.name)
+    if len(rows) < len(columns[0]):
+        await notify_relay(conn, SCHEMA)
+    return {r[0] for r in rows}
+
+
+async def _apply_upserts(conn: asyncpg.Connection, items: list[Checked], upserts: dict[int, object]) -> None:
+    """Resident records, one by one: each may fail on its own (another county's number) and then
+    gives its claim back, so a corrected retry is not taken for a repeat."""
+    fresh = await _claim(conn, items)
+    for c in items:
         if (c.event.source, c.event.id) not in fresh:
             c.verdict.status = "duplicate"
             continue
-        fresh.discard((c.event.source, c.event.id))
-        if c.event.type == RESIDENT_UPSERTED:
-            try:
-                async with conn.transaction():
-                    row, _ = await handlers.upsert_from_county(conn, upserts[c.verdict.index], c.event.source)
-                c.verdict.resident_id = str(row["id"])
-            except Problem as exc:
-                await _unclaim(conn, c)
-                c.verdict.reject(exc.field or "data", exc.detail)
-            continue
-        if c.event.type == FAMILY_BED and resident_id:
-            family_beds.append(uuid.UUID(resident_id))
-        envelope = forward_envelope(c, resident_id, traceparent, now_iso)
-        forwards.append((envelope["id"], INGEST.name, forward_key(c, resident_id), orjson.dumps(envelope), None))
-    if family_beds:
-        await handlers.establish_family_beds(conn, family_beds, "registry/ingest")
-    await add_rows(conn, forwards)
-    return results
-
-
-async def _resolve_residents(conn: asyncpg.Connection, checked: list[Checked]) -> dict[str, asyncpg.Record]:
-    ids = list({uuid.UUID(c.resident_ref) for c in checked if c.resident_ref})
-    numbers = list({c.id_number for c in checked if c.id_number and c.event.type != RESIDENT_UPSERTED})
-    if not ids and not numbers:
-        return {}
-    rows = await conn.fetch(
-        "SELECT id, id_number, county_code FROM residents WHERE id = ANY($1::uuid[]) OR id_number = ANY($2::text[])",
-        ids, numbers)
-    found: dict[str, asyncpg.Record] = {}
-    for row in rows:
-        found[str(row["id"])] = row
-        found[row["id_number"]] = row
-    return found
+        try:
+            async with conn.transaction():
+                row, _ = await handlers.upsert_from_county(conn, upserts[c.verdict.index], c.event.source)
+            c.verdict.resident_id = str(row["id"])
+        except Problem as exc:
+            await _unclaim(conn, c)
+            c.verdict.reject(exc.field or "data", exc.detail)
 
 
 async def _claim(conn: asyncpg.Connection, items: list[Checked]) -> set[tuple[str, str]]:
@@ -109,7 +224,8 @@ async def _claim(conn: asyncpg.Connection, items: list[Checked]) -> set[tuple[st
         return set()
     rows = await conn.fetch(
         "INSERT INTO ingest_events (source, event_id, county_code) "
-        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING RETURNING source, event_id",
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2 "
+        "ON CONFLICT DO NOTHING RETURNING source, event_id",
         [c.event.source for c in items], [c.event.id for c in items], [c.event.countycode for c in items])
     return {(r["source"], r["event_id"]) for r in rows}
 

@@ -85,3 +85,9 @@ def encode_headers(headers: dict | None) -> list[tuple[str, bytes]]:
 
 def dumps(value: object) -> bytes:
     return orjson.dumps(value)
+
+
+async def notify_relay(conn: asyncpg.Connection, schema: str) -> None:
+    """Wake the schema's relay once the transaction commits, for a caller that wrote its outbox rows
+    in its own statement (the NOTIFY is dropped on rollback, like the rows)."""
+    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import orjson
@@ -72,8 +73,10 @@ async def test_retried_batch_is_reported_duplicate_and_forwarded_once(registry, 
     assert first.json()["accepted"] == 5
     assert again.json()["duplicate"] == 5 and again.json()["accepted"] == 0
     records = await read_topic(settings.kafka_bootstrap_servers, INGEST_TOPIC, idle=3)
-    ids = [orjson.loads(r.value)["id"] for r in records if r.key == rid.encode()]
-    assert len(ids) == 5 == len(set(ids))
+    forwarded = [orjson.loads(r.value) for r in records if r.key == rid.encode()]
+    assert len({e["id"] for e in forwarded}) == 5
+    # One resident's events reach the topic in the order they were posted.
+    assert [e["data"]["device_id"] for e in forwarded] == [f"DOOR-{i}" for i in range(5)]
 
 
 async def test_ndjson_is_accepted(registry, puyang):
@@ -132,3 +135,70 @@ async def test_bad_requests_get_clear_4xx(registry, settings, puyang):
     viewer = token_for(settings, "viewer")
     assert (await registry.post("/v1/events", headers=viewer, json=[])).status_code == 403
     assert (await registry.post("/v1/events", json=[])).status_code == 401
+
+
+async def test_an_empty_batch_is_refused_not_a_server_error(registry, puyang):
+    response = await registry.post("/v1/events", headers=puyang, json=[])
+    assert response.status_code == 422 and response.json()["field"] == "body"
+
+
+async def test_an_event_repeated_within_one_batch_counts_once(registry, settings, puyang):
+    rid, _ = await a_resident(registry, puyang)
+    door = event("eldercare.county.device.activity.v1", {"device_id": "DOOR-R", "kind": "door"}, subject=rid)
+    response = await registry.post("/v1/events", headers=puyang, json=[door, door])
+    assert [r["status"] for r in response.json()["results"]] == ["accepted", "duplicate"]
+    records = await read_topic(settings.kafka_bootstrap_servers, INGEST_TOPIC, idle=3)
+    assert len([r for r in records if r.key == rid.encode()]) == 1
+
+
+async def test_schema_valid_events_are_still_judged_one_by_one(registry, qingfeng, puyang):
+    """A batch whose events all pass their schemas takes the one-pass path; county, resident and
+    ID number are still checked per event, and the ID number is resolved."""
+    rid, id_number = await a_resident(registry, puyang)
+    batch = [
+        event("eldercare.county.device.fall.v1", {"device_id": "F-1", "confidence": 0.9},
+              subject=rid.upper()),
+        event("eldercare.county.device.fall.v1", {"device_id": "F-2", "id_number": id_number}),
+        event("eldercare.county.device.fall.v1", {"device_id": "F-3"}, subject=str(uuid.uuid4())),
+        event("eldercare.county.device.fall.v1", {"device_id": "F-4"}, subject=rid, county="410922"),
+        event("eldercare.county.device.fall.v1", {"device_id": "F-5"}, subject="not-a-resident-id"),
+    ]
+    body = (await registry.post("/v1/events", headers=puyang, json=batch)).json()
+    assert [r["status"] for r in body["results"]] == ["accepted"] * 2 + ["rejected"] * 3
+    assert [r.get("field") for r in body["results"][2:]] == ["subject", "countycode", "subject"]
+    # Another county's token sees the resident as unknown: the same words, nothing leaks.
+    other = await registry.post("/v1/events", headers=qingfeng, json=[
+        event("eldercare.county.device.fall.v1", {"device_id": "F-6"}, subject=rid, county="410922")])
+    assert other.status_code == 422
+    assert other.json()["results"][0]["reason"].startswith("subject: no resident")
+
+
+async def test_ndjson_with_a_broken_line_names_the_line(registry, puyang):
+    rid, _ = await a_resident(registry, puyang)
+    good = orjson.dumps(event("eldercare.county.device.activity.v1", {"device_id": "D", "kind": "door"},
+                              subject=rid))
+    response = await registry.post("/v1/events", content=good + b"\n{not json\n" + good,
+                                   headers={**puyang, "Content-Type": "application/x-ndjson"})
+    assert response.status_code == 400 and response.json()["field"] == "body[line 2]"
+
+
+async def test_text_postgresql_cannot_store_is_rejected_not_a_server_error(registry, puyang):
+    rid, _ = await a_resident(registry, puyang)
+    nul_id = event("eldercare.county.device.sos.v1", {"device_id": "X"}, subject=rid, id="a\u0000b")
+    nul_key = event("eldercare.county.facility.reported.v1", {
+        "facility_id": "F\u0000", "facility_type": "township_home", "name": "n", "beds": 1, "nursing_beds": 0,
+        "occupied": 0})
+    response = await registry.post("/v1/events", headers=puyang, json=[nul_id, nul_key])
+    assert response.status_code == 422
+    assert [r["field"] for r in response.json()["results"]] == ["id", "data.facility_id"]
+
+
+async def test_concurrent_retries_in_any_order_take_effect_once(registry, puyang):
+    rid, _ = await a_resident(registry, puyang)
+    batch = [event("eldercare.county.device.activity.v1", {"device_id": f"M-{i}", "kind": "motion"},
+                   subject=rid) for i in range(50)]
+    responses = await asyncio.gather(*(registry.post("/v1/events", headers=puyang, json=b)
+                                       for b in (batch, batch[::-1], batch, batch[::-1])))
+    assert [r.status_code for r in responses] == [200] * 4
+    assert sum(r.json()["accepted"] for r in responses) == 50
+    assert sum(r.json()["duplicate"] for r in responses) == 150

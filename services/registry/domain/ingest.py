@@ -1,14 +1,16 @@
-"""The county ingest gateway's rules (SPEC §3 county event types): check one posted event against
-its schema and the caller's scope. Pure: the resolution of residents and de-duplication are I/O and
-live in services/registry/ingest.py."""
+"""The county ingest gateway's rules (SPEC §3 county event types): check a posted batch, or one
+event, against its schema and the caller's scope. Pure: the resolution of residents and
+de-duplication are I/O and live in services/registry/ingest.py."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 
 from shared.events.county import COUNTY_EVENTS, COUNTY_LEVEL_TYPES
 from shared.events.envelope import CloudEvent
@@ -18,8 +20,25 @@ MAX_EVENTS = 1000
 # Forwarded ids are derived from (source, id): a retried batch forwards the same ids, so consumers
 # de-duplicate it too, and two counties that both number their events from 1 never collide.
 FORWARD_NAMESPACE = uuid.UUID("6f1f6c1e-7d0a-4e0f-9d55-0e1dca7e0000")
+_FORWARD_PREFIX = FORWARD_NAMESPACE.bytes
 RESIDENT_UPSERTED = "eldercare.county.resident.upserted.v1"
 FAMILY_BED = "eldercare.county.family_bed.established.v1"
+# The form str(uuid.UUID(...)) gives; a subject already in it needs no parsing.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _typed_envelope(event_type: str, model: type[BaseModel]) -> type[CloudEvent]:
+    """The envelope with its `type` fixed and its `data` typed, so one validator checks both."""
+    return create_model(f"{model.__name__}Event", __base__=CloudEvent,
+                        type=(Literal[event_type], ...), data=(model, ...))  # type: ignore[call-overload]
+
+
+# Every county event type as one union discriminated by `type` (STYLE #13): pydantic-core checks a
+# whole batch, envelope and data, in one pass instead of two Python-level validations per event.
+_TYPED_ENVELOPES = tuple(_typed_envelope(t, m) for t, m in COUNTY_EVENTS.items())
+_COUNTY_EVENT = Annotated[Union[_TYPED_ENVELOPES], Field(discriminator="type")]  # noqa: UP007
+_ONE_EVENT = TypeAdapter(_COUNTY_EVENT)
+_BATCH = TypeAdapter(list[_COUNTY_EVENT])
 
 
 @dataclass(slots=True)
@@ -60,7 +79,24 @@ class Checked:
 
 
 def forwarded_id(source: str, event_id: str) -> str:
-    return str(uuid.uuid5(FORWARD_NAMESPACE, f"{source}\x1f{event_id}"))
+    """uuid5(FORWARD_NAMESPACE, source + US + id), written out by hand: uuid.uuid5 and str(UUID)
+    cost three times as much, once per forwarded event (RFC 4122 §4.3: SHA-1, version 5, variant 10)."""
+    digest = bytearray(hashlib.sha1(_FORWARD_PREFIX + f"{source}\x1f{event_id}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def valid_batch(raw_json: bytes) -> list[CloudEvent] | None:
+    """Every event of a JSON array, typed, if all of them pass their schemas; None if any does not
+    (the caller then checks event by event, to say which field of which event is at fault)."""
+    if b"\\u0000" in raw_json:
+        return None  # JSON carries a NUL only as this escape; check_event names the field
+    try:
+        return _BATCH.validate_json(raw_json)
+    except ValidationError:
+        return None
 
 
 def _first_error(exc: ValidationError, prefix: str) -> tuple[str, str]:
@@ -71,10 +107,42 @@ def _first_error(exc: ValidationError, prefix: str) -> tuple[str, str]:
 
 
 def check_event(index: int, raw: Any, caller_county: str | None, known_counties: frozenset[str]) -> Checked | Verdict:
-    """Schema and scope of one event. A county caller (caller_county set) may post only its own county."""
+    """Schema and scope of one event: a CloudEvent from valid_batch, or a posted JSON value.
+    A county caller (caller_county set) may post only its own county."""
+    if isinstance(raw, CloudEvent):
+        return _check_scope(Verdict(index=index, id=raw.id), raw, raw.data, caller_county, known_counties)
     verdict = Verdict(index=index, id=raw.get("id") if isinstance(raw, dict) else None)
     if not isinstance(raw, dict):
         return verdict.reject("event", "each event must be a JSON object (a CloudEvent)")
+    if (field := _nul_field(raw, "")) is not None:
+        return verdict.reject(field, f"{field}: must not contain the NUL character")
+    try:
+        event = _ONE_EVENT.validate_python(raw)
+    except ValidationError:
+        return _check_step_by_step(verdict, raw, caller_county, known_counties)
+    return _check_scope(verdict, event, event.data, caller_county, known_counties)
+
+
+def _nul_field(value: Any, path: str) -> str | None:
+    """The first field whose text holds a NUL character: PostgreSQL text cannot store one, and no
+    county field has a use for it."""
+    if isinstance(value, str):
+        return (path or "event") if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return f"{path}.{key}" if path else key
+        found = _nul_field(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def _check_step_by_step(verdict: Verdict, raw: dict, caller_county: str | None,
+                        known_counties: frozenset[str]) -> Checked | Verdict:
+    """Envelope first, then its type and county, then its data: the order the reasons are given in,
+    so a caller hears "not your county" before anything about the data of another county's event.
+    (It also accepts an event without `data` whose type needs none, which the union does not.)"""
     try:
         event = CloudEvent.model_validate(raw)
     except ValidationError as exc:
@@ -82,16 +150,31 @@ def check_event(index: int, raw: Any, caller_county: str | None, known_counties:
     model = COUNTY_EVENTS.get(event.type)
     if model is None:
         return verdict.reject("type", f"type: '{event.type}' is not a county event type")
-    if not event.countycode:
-        return verdict.reject("countycode", "countycode: is required")
-    if event.countycode not in known_counties:
-        return verdict.reject("countycode", f"countycode: '{event.countycode}' is not a county of this city")
-    if caller_county is not None and event.countycode != caller_county:
-        return verdict.reject("countycode", f"countycode: '{event.countycode}' is not your county", forbidden=True)
+    if (problem := _county_problem(event, caller_county, known_counties)) is not None:
+        return verdict.reject(*problem)
     try:
         data = model.model_validate(event.data)
     except ValidationError as exc:
         return verdict.reject(*_first_error(exc, "data"))
+    return _check_scope(verdict, event, data, caller_county, known_counties)
+
+
+def _county_problem(event: CloudEvent, caller_county: str | None,
+                    known_counties: frozenset[str]) -> tuple[str, str, bool] | None:
+    if not event.countycode:
+        return "countycode", "countycode: is required", False
+    if event.countycode not in known_counties:
+        return "countycode", f"countycode: '{event.countycode}' is not a county of this city", False
+    if caller_county is not None and event.countycode != caller_county:
+        return "countycode", f"countycode: '{event.countycode}' is not your county", True
+    return None
+
+
+def _check_scope(verdict: Verdict, event: CloudEvent, data: Any, caller_county: str | None,
+                 known_counties: frozenset[str]) -> Checked | Verdict:
+    """A schema-valid event (data: its type's model): its county, and how it names its resident."""
+    if (problem := _county_problem(event, caller_county, known_counties)) is not None:
+        return verdict.reject(*problem)
     checked = Checked(verdict=verdict, event=event, data=data)
     if event.type in COUNTY_LEVEL_TYPES:
         return checked
@@ -107,10 +190,13 @@ def check_event(index: int, raw: Any, caller_county: str | None, known_counties:
         except IdNumberError as exc:
             return verdict.reject("data.id_number", f"data.id_number: {exc.message}")
     elif event.subject:
-        try:
-            checked.resident_ref = str(uuid.UUID(event.subject))
-        except ValueError:
-            return verdict.reject("subject", "subject: is not a resident id")
+        if _CANONICAL_UUID.fullmatch(event.subject):
+            checked.resident_ref = event.subject
+        else:
+            try:
+                checked.resident_ref = str(uuid.UUID(event.subject))
+            except ValueError:
+                return verdict.reject("subject", "subject: is not a resident id")
     else:
         return verdict.reject("subject", "subject: name the resident by subject (resident id) or data.id_number")
     return checked
