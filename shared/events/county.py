@@ -47,7 +47,8 @@ class DeviceVitals(_Data):
 
     @model_validator(mode="after")
     def _one_measurement(self) -> "DeviceVitals":
-        if all(getattr(self, f) is None for f in ("heart_rate", "spo2", "systolic", "diastolic", "temperature")):
+        if (self.heart_rate is None and self.spo2 is None and self.systolic is None and self.diastolic is None
+                and self.temperature is None):
             raise ValueError("at least one of heart_rate, spo2, systolic, diastolic, temperature is required")
         return self
 
