@@ -274,6 +274,7 @@ class EventConsumer:
                         EVENTS_DUPLICATE.labels(self.name).inc()
                 await self._apply_all(conn, todo, dead, results)
                 if dead:
+                    dead = await self._first_dead_letters(conn, dead)
                     await add_rows(conn, dead, self.schema)
         if self.on_committed is not None and results:
             self.on_committed(results)
@@ -324,6 +325,21 @@ class EventConsumer:
             self.name, ids,
         )
         return {r["event_id"] for r in rows}
+
+    async def _first_dead_letters(self, conn: asyncpg.Connection, dead: list[tuple]) -> list[tuple]:
+        """The dead letters not sent before. One named by its event id is claimed in the inbox under
+        its dead-letter id, so a redelivered bad event (an inbox-exempt snapshot has no inbox row of
+        its own) is not dead-lettered twice. One known only by its offset always goes: after a broker
+        loses its log, an offset may name another record."""
+        by_event = [row[0] for row in dead if row[0] != self._offset_dead_id(row[4])]
+        if not by_event:
+            return dead
+        fresh = await self._claim(conn, by_event)
+        return [row for row in dead if row[0] in fresh or row[0] == self._offset_dead_id(row[4])]
+
+    def _offset_dead_id(self, headers: dict) -> str:
+        return (f"dlq:{self.name}:{headers['dlq-source-topic']}:{headers['dlq-source-partition']}:"
+                f"{headers['dlq-source-offset']}")
 
     async def _apply_all(self, conn: asyncpg.Connection, todo: list[_Parsed], dead: list[tuple],
                          results: list[object]) -> None:

@@ -331,3 +331,24 @@ async def test_a_malformed_resident_event_goes_to_the_dlq_naming_the_field(repor
     await settled(reporting, settings)
     after = (await reporting.get("/v1/aggregates/city", headers=viewer)).json()
     assert after["residents"] == before["residents"]
+
+
+async def test_a_redelivered_bad_snapshot_is_dead_lettered_once(reporting, settings):
+    from tests.integration.support import read_topic
+
+    await settled(reporting, settings)
+    rid = str(uuid.uuid4())
+    # Snapshots need no inbox row of their own (applying one twice changes nothing); a bad one must
+    # still reach the dead-letter topic once, not once per delivery.
+    bad = event("eldercare.resident.registered.v1", {"resident": {
+        "resident_id": rid, "county_code": "999999", "name": "n", "birth_date": "1950-01-01", "gender": "male",
+        "township": "t", "village": "v", "living_arrangement": "alone", "version": 1}}, subject=rid)
+    record = ("eldercare.registry.residents.v1", rid.encode(), orjson.dumps(bad))
+    await _produce(settings, [record])
+    await settled(reporting, settings)
+    await _produce(settings, [record, record])
+    await settled(reporting, settings)
+    dead = await read_topic(settings.kafka_bootstrap_servers, "eldercare.registry.residents.v1.dlq", idle=4,
+                            timeout=60)
+    ours = [dict(r.headers)["dlq-reason"].decode() for r in dead if r.value and orjson.loads(r.value)["id"] == bad["id"]]
+    assert len(ours) == 1 and "unknown county" in ours[0]
