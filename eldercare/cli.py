@@ -31,6 +31,26 @@ def up(no_seed: Annotated[bool, typer.Option("--no-seed", help="Skip seeding the
 
 
 @app.command()
+def simulate(
+    events_per_s: Annotated[Optional[float], typer.Option(help="device and county events a second, city-wide "
+                                                        "(default SIMULATOR_EVENTS_PER_S)")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="stop after this long (default: until Ctrl-C)")] = None,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same facilities")] = 42,
+) -> None:
+    """The county platform simulator: the eight counties post facility reports, training, family beds,
+    visits and device events to the registry's ingest gateway with their own tokens."""
+    from eldercare.simulator import simulate as run_simulator
+
+    settings = get_settings()
+    rate = settings.simulator_events_per_s if events_per_s is None else events_per_s
+    try:
+        outcome = asyncio.run(run_simulator(settings, events_per_s=rate, seconds=seconds, seed=seed))
+    except KeyboardInterrupt:
+        return
+    typer.echo(f"posted: {outcome['accepted']:,} accepted, {outcome['rejected']:,} rejected")
+
+
+@app.command()
 def serve(service: Annotated[str, typer.Argument(help="registry, orders, alerts or reporting")]) -> None:
     """Run one service's HTTP API (and, unless RUN_WORKERS_IN_API=false, its relay and consumers)."""
     import importlib

@@ -135,6 +135,24 @@ class ServiceProcesses:
                 proc.wait()
 
 
+def start_simulator(infra: Infrastructure, log_dir: Path) -> subprocess.Popen:
+    """The county platform simulator (`eldercare simulate`), posting to the registry until stopped."""
+    env = dict(os.environ, DATABASE_URL=infra.database_url, KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap)
+    with (log_dir / "simulator.log").open("ab") as logfile:
+        return subprocess.Popen([sys.executable, "-m", "eldercare.cli", "simulate"], env=env, stdout=logfile,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class _Stop(Exception):
     pass
 
@@ -152,6 +170,7 @@ def run_up(settings: PlatformSettings, seed: bool = True) -> None:
     signal.signal(signal.SIGINT, on_signal)
     infra: Infrastructure | None = None
     services = ServiceProcesses()
+    simulator: subprocess.Popen | None = None
     try:
         infra = start_infrastructure(settings, state_dir)
         services.start(settings, infra, state_dir / "logs")
@@ -160,6 +179,8 @@ def run_up(settings: PlatformSettings, seed: bool = True) -> None:
             from eldercare.seeding import seed_on_first_start
 
             seed_on_first_start(settings, infra, state_dir)
+        if settings.simulator_events_per_s > 0:
+            simulator = start_simulator(infra, state_dir / "logs")
         _print_ready(settings, state_dir, time.monotonic() - started)
         while True:
             exited = services.any_exited()
@@ -173,6 +194,8 @@ def run_up(settings: PlatformSettings, seed: bool = True) -> None:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if simulator is not None:
+            stop_process(simulator)
         services.stop()
         if infra is not None:
             infra.stop()
@@ -190,6 +213,9 @@ def _print_ready(settings: PlatformSettings, state_dir: Path, seconds: float) ->
     # A week-long viewer token in the address: the big screen opens it once and keeps it.
     viewer = issue_token(settings, Role.VIEWER, subject="dashboard", ttl_seconds=7 * 86400)
     console.print(f"  dashboard  http://{host}:{settings.reporting_port}/?token={viewer}", soft_wrap=True)
+    if settings.simulator_events_per_s > 0:
+        console.print(f"  simulator  the eight county platforms post ~{settings.simulator_events_per_s:g} events/s "
+                      "to the registry (SIMULATOR_EVENTS_PER_S=0 turns it off)")
     console.print(f"  logs       {state_dir / 'logs'}")
     console.print("Get a token: [bold].venv/bin/eldercare token --role city[/]. Ctrl-C stops everything.\n")
 

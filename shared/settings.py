@@ -48,6 +48,8 @@ class PlatformSettings(BaseSettings):
     registry_workers: int = Field(2, ge=1, le=32)
     # Residents of the synthetic city `make up` seeds on its first start (0: none).
     seed_residents: int = Field(700_000, ge=0)
+    # Events a second the county platform simulator posts after `make up` (0: no simulator).
+    simulator_events_per_s: float = Field(50.0, ge=0, le=20_000)
     # When false, a service process serves HTTP only and `eldercare worker` runs its relay/consumers.
     run_workers_in_api: bool = True
     log_level: str = "INFO"
