@@ -177,6 +177,25 @@ async def test_consistency_agrees_with_the_registry_once_events_have_arrived(reg
     assert body["difference_count"] == 0
 
 
+async def test_consistency_reports_a_difference_that_every_comparison_finds(registry, reporting, settings):
+    reporting.app.state.runtime.state["registry_transport"] = httpx.ASGITransport(app=registry.app)
+    city = token_for(settings, "city")
+    await settled(reporting, settings, registry)
+    runtime = reporting.app.state.runtime
+    bump = ("INSERT INTO agg_counts (county_code, dim, bucket, n) VALUES ('410928', 'gender', 'female', $1) "
+            "ON CONFLICT (county_code, dim, bucket) DO UPDATE SET n = agg_counts.n + EXCLUDED.n")
+    async with runtime.db.transaction() as conn:
+        await conn.execute(bump, 7)
+    try:
+        body = (await reporting.get("/v1/consistency", headers=city)).json()
+    finally:
+        async with runtime.db.transaction() as conn:
+            await conn.execute(bump, -7)
+    assert body["consistent"] is False and body["comparisons"] == 3
+    [difference] = [d for d in body["differences"] if d["scope"] == "410928" and d["dimension"] == "gender"]
+    assert difference["reporting"] - difference["registry"] == 7
+
+
 async def test_rebuild_from_the_event_log_ends_with_exactly_the_same_figures(reporting, settings):
     from eldercare.replay import diff, figures
 

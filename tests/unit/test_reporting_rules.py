@@ -136,3 +136,16 @@ def test_the_one_pass_parser_refuses_what_the_generic_path_must_judge():
     for raw in (json.dumps(wrong_gender).encode(), json.dumps(order).encode(), b"{not json"):
         with pytest.raises(ValidationError):
             parse(raw)
+
+
+def test_only_differences_every_comparison_found_are_reported():
+    from services.reporting.api.admin import persistent_differences
+
+    def d(scope, bucket, a, b):
+        return {"scope": scope, "dimension": "family_bed", "bucket": bucket, "registry": a, "reporting": b}
+
+    in_flight = [[d("410928", "yes", 10, 11)], [d("410922", "yes", 5, 4)], []]
+    assert persistent_differences(in_flight) == []
+    real = [[d("410928", "yes", 10, 17), d("410922", "yes", 5, 4)], [d("410928", "yes", 11, 18)]]
+    assert persistent_differences(real) == [d("410928", "yes", 11, 18)]
+    assert persistent_differences([]) == []
