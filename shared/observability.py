@@ -95,6 +95,10 @@ def configure_logging(service: str, level: str = "INFO", as_json: bool = True) -
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("aiokafka").setLevel(logging.WARNING if level.upper() != "DEBUG" else logging.DEBUG)
+    # One line per request only when debugging: `eldercare serve` turns uvicorn's access log off, and
+    # requests are counted and timed in /metrics; at 1,000 requests/s the lines cost a worker's CPU
+    # and, with the county simulator, ~90 MB of log a day.
+    logging.getLogger("uvicorn.access").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
 
 
 # Metrics shared by every service; labels keep services apart when one registry scrapes several.
