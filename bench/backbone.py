@@ -7,11 +7,11 @@ import asyncio
 import time
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import bench_infrastructure, median
+from bench.common import bench_infrastructure, median, raw_consume
 from shared.db import Database, connect
 from shared.events import make_event
 from shared.messaging.consumer import EventConsumer
@@ -76,21 +76,6 @@ async def relay_throughput(url: str, bootstrap: str, schema: str, topic: str, ro
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in range(8)])
-        await consumer.seek_to_beginning()
-        got, started = 0, time.perf_counter()
-        while got < n:
-            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-            got += sum(len(v) for v in batch.values())
-        return n / (time.perf_counter() - started)
-    finally:
-        await consumer.stop()
-
-
 async def consumer_throughput(url: str, bootstrap: str, schema: str, topic: str, n: int) -> float:
     async def handler(conn, event, data) -> None:
         await conn.execute("INSERT INTO sink (n) VALUES ($1)", data.trainees)
@@ -131,7 +116,7 @@ async def _run(url: str, bootstrap: str, events: int, runs: int) -> None:
             rows = _events(events, topic)
             figures["raw_produce"].append(await raw_produce(bootstrap, raw_topic, rows))
             figures["relay"].append(await relay_throughput(url, bootstrap, schema, topic, rows))
-            figures["raw_consume"].append(await raw_consume(bootstrap, topic, events))
+            figures["raw_consume"].append(await raw_consume(bootstrap, topic, events, 8))
             figures["consumer"].append(await consumer_throughput(url, bootstrap, schema, topic, events))
             console.print(f"run {run + 1}/{runs}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in figures.items()))
         table = Table(title=f"backbone, {events:,} events of ~450 B, 8 partitions, median of {runs}")

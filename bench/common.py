@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,6 +61,27 @@ async def _drop(server_url: str, database: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+async def raw_consume(bootstrap: str, topic: str, total: int, partitions: int, *, max_records: int = 5000,
+                      timeout_ms: int = 200, **consumer_options) -> float:
+    """Records/s of a bare aiokafka `getmany` loop reading `total` records of `topic` from the start:
+    the raw limit a consumer benchmark compares with."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                **consumer_options)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        await consumer.seek_to_beginning()
+        got, started = 0, time.perf_counter()
+        while got < total:
+            batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            got += sum(len(v) for v in batch.values())
+        return total / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
 
 
 def median(values: list[float]) -> float:

@@ -11,10 +11,10 @@ from datetime import datetime, timezone
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.console import Console
 
-from bench.common import ServiceProcess, summarize_latencies
+from bench.common import ServiceProcess, raw_consume, summarize_latencies
 from eldercare.infra import free_port
 from eldercare.synthetic import generate_residents
 from shared.auth import Role, issue_token
@@ -64,22 +64,6 @@ async def produce_history(bootstrap: str, total: int, partitions: int) -> float:
         return time.perf_counter() - started
     finally:
         await producer.stop()
-
-
-async def raw_consume(bootstrap: str, total: int, partitions: int) -> float:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(RESIDENTS.name, p) for p in range(partitions)])
-        await consumer.seek_to_beginning()
-        got, started = 0, time.perf_counter()
-        while got < total:
-            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            got += sum(len(v) for v in batch.values())
-        return total / (time.perf_counter() - started)
-    finally:
-        await consumer.stop()
 
 
 async def wait_folded(client: httpx.AsyncClient, total: int, timeout: float = 900) -> float:
@@ -196,7 +180,8 @@ async def bench_reporting(url: str, bootstrap: str, residents: int, rate: int, s
     console.print(f"Producing the registry's history: {residents:,} registered events (setup)…")
     produced = await produce_history(bootstrap, residents, partitions)
     console.print(f"  produced in {produced:.1f}s")
-    raw = await raw_consume(bootstrap, residents, partitions)
+    raw = await raw_consume(bootstrap, RESIDENTS.name, residents, partitions, max_records=10_000, timeout_ms=500,
+                            max_partition_fetch_bytes=4 * 1024 * 1024)
     console.print(f"  raw getmany: {raw:,.0f} events/s")
     city = issue_token(settings, Role.CITY, subject="bench")
     reporting = ServiceProcess("reporting", url, bootstrap, free_port())
