@@ -23,6 +23,7 @@ def bench_infrastructure(database: str | None = None):
     private broker (so a benchmark never disturbs a running platform). The database is named after
     the process, so benchmarks run side by side never drop each other's data."""
     database = database or f"eldercare_bench_{os.getpid()}"
+    _ephemeral_secret()
     postgres = None
     server_url = os.environ.get("DATABASE_URL")
     if server_url:
@@ -94,6 +95,17 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def _ephemeral_secret() -> None:
+    """A benchmark runs its own services: unless JWT_SECRET is given, they and the benchmark's
+    tokens share a random secret that lives only as long as this process (and its children)."""
+    import secrets
+
+    from shared.settings import get_settings
+
+    os.environ.setdefault("JWT_SECRET", secrets.token_urlsafe(48))
+    get_settings.cache_clear()
 
 
 class ServiceProcess:

@@ -41,7 +41,7 @@ def simulate(
     visits and device events to the registry's ingest gateway with their own tokens."""
     from eldercare.simulator import simulate as run_simulator
 
-    settings = get_settings()
+    settings = _local_settings()
     rate = settings.simulator_events_per_s if events_per_s is None else events_per_s
     try:
         outcome = asyncio.run(run_simulator(settings, events_per_s=rate, seconds=seconds, seed=seed))
@@ -59,6 +59,7 @@ def serve(service: Annotated[str, typer.Argument(help="registry, orders, alerts 
 
     _check_service(service)
     settings = get_settings()
+    _require_secret(settings)
     workers = settings.registry_workers if service == "registry" else 1
     options = dict(host=settings.service_host, port=settings.port_of(service), log_config=None, access_log=False,
                    timeout_graceful_shutdown=10)
@@ -93,17 +94,47 @@ def migrate(service: Annotated[Optional[str], typer.Argument()] = None) -> None:
         typer.echo(f"{name}: migrated")
 
 
+def _require_secret(settings) -> None:
+    """Stop with the reason, before anything starts, when there is no JWT_SECRET."""
+    from shared.settings import MissingSecret
+
+    try:
+        settings.require_jwt_secret()
+    except MissingSecret as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _local_settings():
+    """Settings for the local tools (token, simulate, replay): JWT_SECRET, else the secret `make up`
+    keeps in the state folder."""
+    from eldercare.secret import with_local_secret
+    from shared.settings import MissingSecret
+
+    try:
+        return with_local_secret(get_settings(), create=False)
+    except MissingSecret as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def token(
     role: Annotated[str, typer.Option(help="city, county, provider, caregiver or viewer")] = "city",
     county: Annotated[Optional[str], typer.Option(help="county code (for the county role)")] = None,
-    subject: Annotated[Optional[str], typer.Option(help="who the token is for")] = None,
+    subject: Annotated[Optional[str], typer.Option(
+        help="the person the token is for (its `sub`, recorded in audit entries); default: your login name")] = None,
     provider: Annotated[Optional[str], typer.Option(help="provider id (provider role)")] = None,
     caregiver: Annotated[Optional[str], typer.Option(help="caregiver id (caregiver role)")] = None,
-    ttl: Annotated[Optional[int], typer.Option(help="lifetime in seconds")] = None,
+    ttl: Annotated[Optional[int], typer.Option(
+        help="lifetime in seconds (default JWT_TTL_SECONDS, at most JWT_MAX_TTL_SECONDS)")] = None,
+    audience: Annotated[Optional[str], typer.Option(
+        help="the platform (default) or one service: registry, orders, alerts, reporting")] = None,
 ) -> None:
-    """Print a signed bearer token for local use."""
-    from shared.auth import Role, issue_token
+    """Print a signed bearer token for local use (signed with JWT_SECRET, else the state folder's)."""
+    import getpass
+
+    from shared.auth import Role, TokenLifetimeTooLong, audiences, issue_token
 
     try:
         role_value = Role(role)
@@ -111,8 +142,26 @@ def token(
         raise typer.BadParameter(f"unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}")
     if role_value == Role.COUNTY and not county:
         raise typer.BadParameter("a county token needs --county, e.g. --county 410928")
-    typer.echo(issue_token(get_settings(), role_value, county=county, subject=subject,
-                           provider_id=provider, caregiver_id=caregiver, ttl_seconds=ttl))
+    settings = _local_settings()
+    if ttl is not None and ttl <= 0:
+        raise typer.BadParameter("the lifetime must be positive", param_hint="--ttl")
+    if ttl is not None and ttl > settings.jwt_max_ttl_seconds:
+        raise typer.BadParameter(
+            f"{ttl} s is longer than the longest lifetime a token may have: {settings.jwt_max_ttl_seconds} s "
+            f"({settings.jwt_max_ttl_seconds / 86400:g} days, JWT_MAX_TTL_SECONDS)", param_hint="--ttl")
+    if audience is not None and audience not in audiences(settings):
+        raise typer.BadParameter(f"unknown audience {audience!r}; choose one of {', '.join(audiences(settings))}",
+                                 param_hint="--audience")
+    # A token names a person, not a generic "county:410928": audit entries say who it was.
+    try:
+        who = subject or getpass.getuser()
+    except (KeyError, OSError):
+        raise typer.BadParameter("name the person the token is for", param_hint="--subject") from None
+    try:
+        typer.echo(issue_token(settings, role_value, county=county, subject=who, provider_id=provider,
+                               caregiver_id=caregiver, ttl_seconds=ttl, audience=audience))
+    except TokenLifetimeTooLong as exc:
+        raise typer.BadParameter(str(exc), param_hint="--ttl") from None
 
 
 @app.command()
@@ -133,7 +182,7 @@ def replay(
         raise typer.BadParameter("only reporting keeps projections that can be replayed")
     from eldercare.replay import replay_reporting
 
-    if not replay_reporting(get_settings(), url):
+    if not replay_reporting(_local_settings(), url):
         raise typer.Exit(1)
 
 

@@ -16,6 +16,7 @@ import httpx
 from rich.console import Console
 
 from eldercare.infra import EmbeddedBroker, EmbeddedPostgres, PG_DATABASE
+from eldercare.secret import with_local_secret
 from shared.db import ensure_database, redact_url
 from shared.messaging.kafka import ensure_topics, wait_for_broker
 from shared.messaging.topics import all_topic_names
@@ -87,7 +88,8 @@ class ServiceProcesses:
     def start(self, settings: PlatformSettings, infra: Infrastructure, log_dir: Path,
               services: tuple[str, ...] = SERVICES) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, DATABASE_URL=infra.database_url, KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap)
+        env = dict(os.environ, DATABASE_URL=infra.database_url, KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap,
+                   JWT_SECRET=settings.require_jwt_secret())
         for service in services:
             logfile = (log_dir / f"{service}.log").open("ab")
             self.processes[service] = subprocess.Popen(
@@ -135,9 +137,10 @@ class ServiceProcesses:
                 proc.wait()
 
 
-def start_simulator(infra: Infrastructure, log_dir: Path) -> subprocess.Popen:
+def start_simulator(infra: Infrastructure, log_dir: Path, jwt_secret: str) -> subprocess.Popen:
     """The county platform simulator (`eldercare simulate`), posting to the registry until stopped."""
-    env = dict(os.environ, DATABASE_URL=infra.database_url, KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap)
+    env = dict(os.environ, DATABASE_URL=infra.database_url, KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap,
+               JWT_SECRET=jwt_secret)
     with (log_dir / "simulator.log").open("ab") as logfile:
         return subprocess.Popen([sys.executable, "-m", "eldercare.cli", "simulate"], env=env, stdout=logfile,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -162,6 +165,9 @@ def run_up(settings: PlatformSettings, seed: bool = True) -> None:
     started = time.monotonic()
     state_dir = settings.eldercare_state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    # JWT_SECRET if the operator set one, else the state folder's own (generated on the first start,
+    # mode 0600); the children get it through their environment.
+    settings = with_local_secret(settings, create=True)
 
     def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
         raise _Stop()
@@ -180,7 +186,7 @@ def run_up(settings: PlatformSettings, seed: bool = True) -> None:
 
             seed_on_first_start(settings, infra, state_dir)
         if settings.simulator_events_per_s > 0:
-            simulator = start_simulator(infra, state_dir / "logs")
+            simulator = start_simulator(infra, state_dir / "logs", settings.require_jwt_secret())
         _print_ready(settings, state_dir, time.monotonic() - started)
         while True:
             exited = services.any_exited()

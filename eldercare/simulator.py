@@ -182,9 +182,8 @@ class CountySimulator:
         self.counties = list(load_counties().values())
         self.rates = events_per_county(events_per_s, self.counties)
         self.sample_size = sample_size
-        self.headers = {c.code: {"Authorization": "Bearer " + issue_token(
-            settings, Role.COUNTY, county=c.code, subject=f"simulator:{c.code}", ttl_seconds=30 * 86400)}
-            for c in self.counties}
+        self.settings = settings
+        self._tokens: dict[str, tuple[dict, float]] = {}
         self.facilities = {c.code: facility_inventory(c, seed) for c in self.counties}
         self.residents: dict[str, list[str]] = {}
         self.accepted = 0
@@ -236,8 +235,20 @@ class CountySimulator:
             events.append(facility_event(county_code, facilities[i]))
         return events
 
+    def headers(self, county_code: str) -> dict:
+        """Each county's token, addressed to the registry, with the platform's ordinary lifetime and
+        renewed halfway through it (the simulator runs as long as `make up`; no long-lived tokens)."""
+        headers, renew_at = self._tokens.get(county_code, ({}, 0.0))
+        if time.monotonic() >= renew_at:
+            ttl = self.settings.jwt_ttl_seconds
+            headers = {"Authorization": "Bearer " + issue_token(
+                self.settings, Role.COUNTY, county=county_code, subject=f"simulator:{county_code}",
+                ttl_seconds=ttl, audience="registry")}
+            self._tokens[county_code] = (headers, time.monotonic() + ttl / 2)
+        return headers
+
     async def _sample_residents(self, county_code: str) -> list[str]:
-        response = await self.client.post("/v1/residents/search", headers=self.headers[county_code], json={
+        response = await self.client.post("/v1/residents/search", headers=self.headers(county_code), json={
             "county_code": county_code, "status": "active", "limit": self.sample_size, "with_total": False})
         if response.status_code != 200:
             log.warning("simulator: cannot list residents of %s: %s", county_code, response.text[:200])
@@ -245,7 +256,7 @@ class CountySimulator:
         return [item["id"] for item in response.json()["items"]]
 
     async def _post(self, county_code: str, events: list[dict]) -> None:
-        response = await self.client.post("/v1/events", headers=self.headers[county_code], json=events)
+        response = await self.client.post("/v1/events", headers=self.headers(county_code), json=events)
         if response.status_code >= 500:
             raise httpx.HTTPStatusError("registry error", request=response.request, response=response)
         body = response.json()

@@ -1,4 +1,8 @@
-"""Bearer tokens (JWT, HS256) carrying a role and a scope, checked by FastAPI dependencies."""
+"""Bearer tokens (JWT, HS256) carrying a role and a scope, checked by FastAPI dependencies.
+
+Every token names its audience (`aud`: the platform, or one service) and has a bounded lifetime
+(`exp - iat` at most JWT_MAX_TTL_SECONDS); both are checked on every decode. There is no built-in
+secret: signing and verifying need settings.jwt_secret (settings.require_jwt_secret)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import jwt
 from fastapi import Depends, FastAPI, Request
 
 from shared.problems import Forbidden, Unauthorized
-from shared.settings import PlatformSettings, get_settings
+from shared.settings import SERVICES, PlatformSettings, get_settings
 
 
 class Role(StrEnum):
@@ -42,6 +46,15 @@ class Principal:
             raise Forbidden("This token's scope does not cover that county.", field="county_code")
 
 
+class TokenLifetimeTooLong(ValueError):
+    """A token asked to live longer than JWT_MAX_TTL_SECONDS."""
+
+
+def audiences(settings: PlatformSettings) -> tuple[str, ...]:
+    """What a token may name as its audience: the whole platform, or one service."""
+    return (settings.jwt_audience, *SERVICES)
+
+
 def issue_token(
     settings: PlatformSettings,
     role: Role | str,
@@ -51,56 +64,75 @@ def issue_token(
     provider_id: str | None = None,
     caregiver_id: str | None = None,
     ttl_seconds: int | None = None,
+    audience: str | None = None,
 ) -> str:
-    """A signed token; a county-scoped role must name its county."""
+    """A signed token; a county-scoped role must name its county. `audience`: the platform (default)
+    or one service's name, so a token handed to one service is refused by the others."""
     role = Role(role)
     if role == Role.COUNTY and not county:
         raise ValueError("a county token needs a county code")
+    ttl = ttl_seconds if ttl_seconds is not None else settings.jwt_ttl_seconds
+    if ttl > settings.jwt_max_ttl_seconds:
+        raise TokenLifetimeTooLong(
+            f"a token may live at most {settings.jwt_max_ttl_seconds} s "
+            f"({settings.jwt_max_ttl_seconds / 86400:g} days, JWT_MAX_TTL_SECONDS); {ttl} s asked")
+    audience = audience or settings.jwt_audience
+    if audience not in audiences(settings):
+        raise ValueError(f"unknown audience {audience!r}; choose one of {', '.join(audiences(settings))}")
     now = int(time.time())
     claims = {
         "sub": subject or f"{role.value}:{county or 'all'}",
         "role": role.value,
         "iat": now,
-        "exp": now + (ttl_seconds if ttl_seconds is not None else settings.jwt_ttl_seconds),
+        "exp": now + ttl,
         "iss": settings.jwt_issuer,
+        "aud": audience,
         "jti": uuid.uuid4().hex,
     }
     for key, value in (("county", county), ("provider_id", provider_id), ("caregiver_id", caregiver_id)):
         if value:
             claims[key] = value
-    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    return jwt.encode(claims, settings.require_jwt_secret(), algorithm="HS256")
 
 
-_VERIFIED: dict[tuple[str, str], tuple[Principal, float]] = {}
+_VERIFIED: dict[tuple[str, str, str | None], tuple[Principal, float]] = {}
 _VERIFIED_MAX = 50_000
 
 
-def decode_token(settings: PlatformSettings, token: str) -> Principal:
-    """Verify signature, expiry and issuer; 401 on anything wrong. A token verified before is
-    answered from memory until it expires (verifying costs more than the rest of a simple read)."""
-    cache_key = (settings.jwt_secret, token)
+def decode_token(settings: PlatformSettings, token: str, service: str | None = None) -> Principal:
+    """Verify signature, expiry, issuer, audience (the platform, or `service` when given) and
+    lifetime; 401 on anything wrong. A token verified before is answered from memory until it
+    expires (verifying costs more than the rest of a simple read)."""
+    cache_key = (settings.require_jwt_secret(), token, service)
     hit = _VERIFIED.get(cache_key)
     if hit is not None:
         if time.time() < hit[1]:
             return hit[0]
         del _VERIFIED[cache_key]
-    principal, expires = _verify(settings, token)
+    principal, expires = _verify(settings, token, service)
     if len(_VERIFIED) >= _VERIFIED_MAX:
         _VERIFIED.clear()
     _VERIFIED[cache_key] = (principal, expires)
     return principal
 
 
-def _verify(settings: PlatformSettings, token: str) -> tuple[Principal, float]:
+def _verify(settings: PlatformSettings, token: str, service: str | None) -> tuple[Principal, float]:
+    accepted = [settings.jwt_audience] + ([service] if service else [])
     try:
         claims = jwt.decode(
-            token, settings.jwt_secret, algorithms=["HS256"], issuer=settings.jwt_issuer,
-            options={"require": ["exp", "sub", "role"]},
+            token, settings.require_jwt_secret(), algorithms=["HS256"], issuer=settings.jwt_issuer,
+            audience=accepted, options={"require": ["exp", "iat", "aud", "sub", "role"]},
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("The token has expired.") from None
+    except jwt.InvalidAudienceError:
+        raise Unauthorized("The token is meant for another service.") from None
     except jwt.PyJWTError:
         raise Unauthorized("The token is not valid.") from None
+    # A lifetime beyond the maximum was not issued by this platform's rules (nor is it safe if it
+    # leaks): refused even though the signature holds.
+    if float(claims["exp"]) - float(claims["iat"]) > settings.jwt_max_ttl_seconds:
+        raise Unauthorized("The token's lifetime exceeds the platform's maximum.")
     try:
         role = Role(claims["role"])
     except ValueError:
@@ -124,7 +156,7 @@ async def current_principal(request: Request) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("A bearer token is required.")
     settings = getattr(request.app.state, "settings", None) or get_settings()
-    return decode_token(settings, token.strip())
+    return decode_token(settings, token.strip(), getattr(request.app.state, "service", None))
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -163,6 +163,8 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cfg = settings or get_settings()
+        # Refuse to start without a secret: there is no built-in one to fall back to (MissingSecret).
+        cfg.require_jwt_secret()
         configure_logging(name, cfg.log_level, cfg.log_json)
         app.state.settings = cfg
         runtime = await start_runtime(name, cfg, consumers)
@@ -190,6 +192,8 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
                   openapi_url="/openapi.json", docs_url="/docs", default_response_class=FastJSONResponse,
                   telemetry={"tracing": False, "metrics": False, "logs": False})
+    # Tokens addressed to this service (aud) are accepted here besides platform-wide ones.
+    app.state.service = name
     install_problem_handlers(app)
     document_bearer_auth(app)
     app.add_middleware(PlatformMiddleware, service=name, max_body_bytes=max_body_bytes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -9,7 +10,32 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = ("registry", "orders", "alerts", "reporting")
-DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+# SHA-256 of secrets that were once written in this repository (the old built-in development
+# secret): a deployment that copied one from the source or a .env example must not start with it.
+# Kept as hashes so the list itself publishes nothing new.
+PUBLISHED_SECRET_HASHES = frozenset({
+    "99f8c413a0b81bbc5c4df63da8fa908910fe1d1fed286791730f62592b9e65b1",  # the old DEV_JWT_SECRET
+    "ed38a598efa8dba0cbc2c01156c5a4e3661bf38ad256061a5e7b03cf7da4f782",  # the compose test's former fixed secret
+})
+MIN_SECRET_LENGTH = 32
+# A secret of 32 characters drawn from fewer distinct symbols than this is a typed placeholder
+# ("x" * 40, "changeme" repeated), not a random value.
+MIN_SECRET_DISTINCT = 12
+
+
+class MissingSecret(RuntimeError):
+    """No JWT secret where one is needed (a service start, signing or verifying a token)."""
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why this JWT secret must not be used, or None if it may."""
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters"
+    if len(set(secret)) < MIN_SECRET_DISTINCT:
+        return "JWT_SECRET looks like a placeholder, not a random value"
+    if hashlib.sha256(secret.encode()).hexdigest() in PUBLISHED_SECRET_HASHES:
+        return "JWT_SECRET is a secret published in the project's source: generate your own"
+    return None
 
 
 class PlatformSettings(BaseSettings):
@@ -17,7 +43,7 @@ class PlatformSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    # "development" allows the built-in JWT secret; anything else refuses it.
+    # A label for logs and operators; no environment unlocks a built-in secret (there is none).
     eldercare_env: str = "development"
     eldercare_state_dir: Path = Path(".state")
 
@@ -34,9 +60,15 @@ class PlatformSettings(BaseSettings):
     reporting_port: int = 8004
     broker_port: int = 9092
 
-    jwt_secret: str = DEV_JWT_SECRET
+    # No default: `eldercare up` generates one into the state folder and hands it to its children;
+    # every other start (serve, compose, Kubernetes) must be given JWT_SECRET.
+    jwt_secret: str = Field("", repr=False)
     jwt_issuer: str = "eldercare"
-    jwt_ttl_seconds: int = 8 * 3600
+    # Tokens name who may accept them: the platform (every service) or one service.
+    jwt_audience: str = "eldercare-platform"
+    jwt_ttl_seconds: int = Field(8 * 3600, ge=1)
+    # No token lives longer: `eldercare token` refuses more, the services refuse such tokens.
+    jwt_max_ttl_seconds: int = Field(30 * 86400, ge=60)
 
     outbox_retention_days: float = 7.0
     outbox_batch_size: int = Field(2000, ge=1)
@@ -57,12 +89,23 @@ class PlatformSettings(BaseSettings):
     db_pool_size: int = 10
 
     @model_validator(mode="after")
-    def _refuse_unsafe_defaults(self) -> "PlatformSettings":
-        if self.eldercare_env != "development" and self.jwt_secret == DEV_JWT_SECRET:
-            raise ValueError("JWT_SECRET must be set outside development (ELDERCARE_ENV != development)")
-        if len(self.jwt_secret) < 32:
-            raise ValueError("JWT_SECRET must be at least 32 characters")
+    def _refuse_unsafe_secrets(self) -> "PlatformSettings":
+        # Empty is allowed here (migrate, seed, asyncapi sign nothing); require_jwt_secret() is
+        # what a service start and every signature or verification call.
+        if self.jwt_secret and (problem := secret_problem(self.jwt_secret)):
+            raise ValueError(problem)
+        if self.jwt_ttl_seconds > self.jwt_max_ttl_seconds:
+            raise ValueError("JWT_TTL_SECONDS must not exceed JWT_MAX_TTL_SECONDS")
         return self
+
+    def require_jwt_secret(self) -> str:
+        """The JWT secret, or MissingSecret saying how to provide one."""
+        if not self.jwt_secret:
+            raise MissingSecret(
+                "JWT_SECRET is not set: a service never starts with a built-in secret. `make up` "
+                "(`eldercare up`) generates one in its state folder; elsewhere set JWT_SECRET to a random "
+                "value of 32+ characters, e.g. python -c \"import secrets; print(secrets.token_urlsafe(48))\"")
+        return self.jwt_secret
 
     def port_of(self, service: str) -> int:
         """The HTTP port a service listens on."""

@@ -95,10 +95,13 @@ def unique() -> str:
 
 @pytest.fixture(scope="session")
 def settings(database_url, bootstrap):
+    import secrets
+
     from shared.settings import PlatformSettings
 
+    # The suite's own random secret: nothing written in the repository signs a token anywhere.
     return PlatformSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, log_json=False,
-                            relay_check_interval_s=0.5, kafka_partitions=4)
+                            relay_check_interval_s=0.5, kafka_partitions=4, jwt_secret=secrets.token_urlsafe(48))
 
 
 def _ids():

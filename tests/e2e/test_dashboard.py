@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -140,7 +141,8 @@ def run_platform(pg_server_url: str, private_broker, tmp_path: Path):
     database_url = _recreate_database(pg_server_url, E2E_DATABASE)
     _create_topics(private_broker.bootstrap)
     settings = PlatformSettings(database_url=database_url, kafka_bootstrap_servers=private_broker.bootstrap,
-                                log_json=False, relay_check_interval_s=0.5, kafka_partitions=PARTITIONS)
+                                log_json=False, relay_check_interval_s=0.5, kafka_partitions=PARTITIONS,
+                                jwt_secret=secrets.token_urlsafe(48))
     ports = {"registry": free_port(), "reporting": free_port()}
     env = {k: v for k, v in os.environ.items() if not k.endswith("_PORT")}
     env.update(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=private_broker.bootstrap,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 
 import httpx
@@ -15,7 +16,7 @@ from shared.http import PlatformMiddleware
 from shared.problems import Conflict, install_problem_handlers
 from shared.settings import PlatformSettings
 
-SETTINGS = PlatformSettings(jwt_secret="x" * 40)
+SETTINGS = PlatformSettings(_env_file=None, jwt_secret=secrets.token_urlsafe(48))
 
 
 class Thing(BaseModel):
@@ -141,9 +142,14 @@ async def test_unknown_route_is_a_problem_not_html(client):
     assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_settings_refuse_the_development_secret_outside_development():
-    with pytest.raises(ValueError, match="JWT_SECRET"):
-        PlatformSettings(eldercare_env="production")
+def test_settings_without_a_secret_sign_and_verify_nothing():
+    from shared.settings import MissingSecret
+
+    bare = PlatformSettings(_env_file=None, eldercare_env="production", jwt_secret="")
+    with pytest.raises(MissingSecret, match="JWT_SECRET"):
+        bare.require_jwt_secret()
+    with pytest.raises(MissingSecret):
+        issue_token(bare, Role.CITY)
 
 
 async def test_a_basic_scheme_or_empty_bearer_gets_401(client):

@@ -9,6 +9,7 @@ skips) when it is missing, so CI cannot pass without checking the file.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,7 +24,8 @@ from shared.settings import SERVICES, PlatformSettings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 EXPECTED_PORTS = {"registry": 8001, "orders": 8002, "alerts": 8003, "reporting": 8004}
-TEST_JWT_SECRET = "compose-test-secret-0123456789-abcdefghijklmnop"
+# Generated per run: a fixed value here would be a secret written in the repository.
+TEST_JWT_SECRET = secrets.token_urlsafe(48)
 INSTALL_HINT = (
     "the `docker-compose` command (the Compose parser this test validates docker-compose.yml with) "
     "is not installed. On Debian/Ubuntu: `sudo apt-get update && sudo apt-get install -y "

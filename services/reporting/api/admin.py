@@ -87,7 +87,7 @@ CONSISTENCY_PAUSE_S = 0.5
 
 async def _registry_counts(runtime) -> dict:
     settings = runtime.settings
-    token = issue_token(settings, Role.CITY, subject="service:reporting", ttl_seconds=120)
+    token = issue_token(settings, Role.CITY, subject="service:reporting", ttl_seconds=120, audience="registry")
     base = f"http://{settings.service_host}:{settings.registry_port}"
     # An embedding process (tests, a single-process deployment) may hand over its own transport.
     transport = runtime.state.get("registry_transport")

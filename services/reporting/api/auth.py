@@ -21,7 +21,7 @@ def check_aggregate_reader(request, token: str | None) -> Principal:
     if not token:
         raise Unauthorized("A bearer token is required (viewer role or above).")
     settings = getattr(request.app.state, "settings", None) or get_settings()
-    principal = decode_token(settings, token)
+    principal = decode_token(settings, token, "reporting")
     if principal.role not in AGGREGATE_ROLES:
         raise Forbidden(f"The {principal.role.value} role may not read aggregates.")
     return principal
