@@ -13,7 +13,7 @@ import orjson
 
 from services.registry import handlers
 from services.registry.domain.ingest import (
-    FAMILY_BED, RESIDENT_UPSERTED, Checked, Verdict, check_event, forward_envelope,
+    FAMILY_BED, RESIDENT_UPSERTED, Checked, Verdict, check_event, claim_key, forward_envelope,
 )
 from services.registry.domain.residents import validate_resident
 from services.registry.store import SCHEMA
@@ -25,28 +25,38 @@ from shared.problems import Problem
 
 Live = tuple[Checked, str | None]  # an event that will be applied, and its resident id (None: county-level)
 
-# One round trip claims (source, id) for every event and writes the outbox rows of those claimed
-# now, in posted order (the outbox id order is the publish order, so a resident's events keep
-# theirs). It answers with the positions (1-based) of the events posted before: usually none, so
-# nothing comes back to decode. The caller drops repeats within the batch first, so each claimed
-# row matches exactly one posted row. Claims are taken in (source, id) order, so two batches that
-# share events wait for one another instead of deadlocking.
+# Repeats are recognised by (county, source, id), never by (source, id) alone: `source` is whatever
+# the caller writes, so on its own it let county B claim the ids county A would use and have A's
+# events (an SOS among them) answered `duplicate` and dropped. The county is the token's (a county
+# token may post only its own county's events, checked before this), so every claim is scoped to
+# the county that made it, whatever source string it wrote; a city caller posting for a county
+# shares that county's claims, as it should. (Requiring `source` to be the county's own platform
+# source would also close the hole, but it rejects county systems that name themselves; the key
+# does not depend on trusting the string at all.) Migration 0004 has the key.
+#
+# One round trip claims (county, source, id) for every event and writes the outbox rows of those
+# claimed now, in posted order (the outbox id order is the publish order, so a resident's events
+# keep theirs). It answers with the positions (1-based) of the events posted before: usually none,
+# so nothing comes back to decode. The caller drops repeats within the batch first, so each claimed
+# row matches exactly one posted row. Claims are taken in key order, so two batches that share
+# events wait for one another instead of deadlocking.
 _CLAIM_AND_FORWARD = """
 WITH posted AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
         WITH ORDINALITY AS p(source, event_id, county_code, forward_id, key, payload, ord)
 ), claimed AS (
-    INSERT INTO ingest_events (source, event_id, county_code)
-    SELECT source, event_id, county_code FROM posted ORDER BY source, event_id
+    INSERT INTO ingest_events (county_code, source, event_id)
+    SELECT county_code, source, event_id FROM posted ORDER BY county_code, source, event_id
     ON CONFLICT DO NOTHING
-    RETURNING source, event_id
+    RETURNING county_code, source, event_id
 ), forwarded AS (
     INSERT INTO outbox (event_id, topic, key, payload)
-    SELECT p.forward_id, $7, p.key, p.payload FROM posted p JOIN claimed c USING (source, event_id)
+    SELECT p.forward_id, $7, p.key, p.payload FROM posted p JOIN claimed c USING (county_code, source, event_id)
     ORDER BY p.ord
 )
 SELECT p.ord FROM posted p
-WHERE NOT EXISTS (SELECT 1 FROM claimed c WHERE c.source = p.source AND c.event_id = p.event_id)
+WHERE NOT EXISTS (SELECT 1 FROM claimed c
+                  WHERE c.county_code = p.county_code AND c.source = p.source AND c.event_id = p.event_id)
 """
 
 # Residents named by subject come back only when they are not of the event's county (usually
@@ -143,11 +153,11 @@ def _match_residents(checked: list[Checked], residents: KnownResidents,
 
 
 def _drop_repeats(live: list[Live]) -> list[Live]:
-    """The first of several events with one (source, id) in a batch counts; the others are duplicates."""
-    seen: set[tuple[str, str]] = set()
+    """The first of several events with one claim key in a batch counts; the others are duplicates."""
+    seen: set[tuple[str, str, str]] = set()
     kept: list[Live] = []
     for c, resident_id in live:
-        key = (c.event.source, c.event.id)
+        key = claim_key(c)
         if key in seen:
             c.verdict.status = "duplicate"
             continue
@@ -206,7 +216,7 @@ async def _apply_upserts(conn: asyncpg.Connection, items: list[Checked], upserts
     gives its claim back, so a corrected retry is not taken for a repeat."""
     fresh = await _claim(conn, items)
     for c in items:
-        if (c.event.source, c.event.id) not in fresh:
+        if claim_key(c) not in fresh:
             c.verdict.status = "duplicate"
             continue
         try:
@@ -218,17 +228,18 @@ async def _apply_upserts(conn: asyncpg.Connection, items: list[Checked], upserts
             c.verdict.reject(exc.field or "data", exc.detail)
 
 
-async def _claim(conn: asyncpg.Connection, items: list[Checked]) -> set[tuple[str, str]]:
-    """Record (source, id) of each event; what was recorded before is a repeat."""
+async def _claim(conn: asyncpg.Connection, items: list[Checked]) -> set[tuple[str, str, str]]:
+    """Record the claim key of each event; what was recorded before is a repeat."""
     if not items:
         return set()
     rows = await conn.fetch(
-        "INSERT INTO ingest_events (source, event_id, county_code) "
-        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2 "
-        "ON CONFLICT DO NOTHING RETURNING source, event_id",
-        [c.event.source for c in items], [c.event.id for c in items], [c.event.countycode for c in items])
-    return {(r["source"], r["event_id"]) for r in rows}
+        "INSERT INTO ingest_events (county_code, source, event_id) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2, 3 "
+        "ON CONFLICT DO NOTHING RETURNING county_code, source, event_id",
+        [c.event.countycode for c in items], [c.event.source for c in items], [c.event.id for c in items])
+    return {(r["county_code"], r["source"], r["event_id"]) for r in rows}
 
 
 async def _unclaim(conn: asyncpg.Connection, c: Checked) -> None:
-    await conn.execute("DELETE FROM ingest_events WHERE source = $1 AND event_id = $2", c.event.source, c.event.id)
+    await conn.execute("DELETE FROM ingest_events WHERE county_code = $1 AND source = $2 AND event_id = $3",
+                       *claim_key(c))

@@ -202,3 +202,37 @@ async def test_concurrent_retries_in_any_order_take_effect_once(registry, puyang
     assert [r.status_code for r in responses] == [200] * 4
     assert sum(r.json()["accepted"] for r in responses) == 50
     assert sum(r.json()["duplicate"] for r in responses) == 150
+
+
+async def test_one_countys_events_never_make_anothers_with_the_same_ids_duplicate(registry, settings, puyang,
+                                                                                   qingfeng):
+    # Qingfeng posts first, with the ids Puyang will use, even under Puyang's own source string.
+    a_rid, _ = await a_resident(registry, puyang, "410928")
+    b_rid, _ = await a_resident(registry, qingfeng, "410922")
+    tag = uuid.uuid4().hex[:8]
+    ids = [f"evt-{tag}-{i}" for i in range(3)]
+
+    def batch(county: str, rid: str) -> list[dict]:
+        events = [event("eldercare.county.device.sos.v1", {"device_id": f"SOS-{tag}-{county}-{i}"}, subject=rid,
+                        county=county, id=ids[i], source="county/410928") for i in range(2)]
+        events.append(event("eldercare.county.facility.reported.v1", {
+            "facility_id": f"F-{tag}", "facility_type": "township_home", "name": "敬老院", "beds": 10,
+            "nursing_beds": 5, "occupied": 3}, county=county, id=ids[2], source="county/410928"))
+        return events
+
+    first = await registry.post("/v1/events", headers=qingfeng, json=batch("410922", b_rid))
+    second = await registry.post("/v1/events", headers=puyang, json=batch("410928", a_rid))
+    assert first.json()["accepted"] == 3, first.text
+    assert second.json()["accepted"] == 3 and second.json()["duplicate"] == 0, second.text
+    # Each county's own retry is still a repeat.
+    again = await registry.post("/v1/events", headers=puyang, json=batch("410928", a_rid))
+    assert again.json()["duplicate"] == 3
+
+    records = await read_topic(settings.kafka_bootstrap_servers, INGEST_TOPIC, idle=3)
+    forwarded = [orjson.loads(r.value) for r in records]
+    sos = [e for e in forwarded if e["data"].get("device_id", "").startswith(f"SOS-{tag}-")]
+    facilities = [e for e in forwarded if e["data"].get("facility_id") == f"F-{tag}"]
+    assert sorted(e["countycode"] for e in sos) == ["410922", "410922", "410928", "410928"]
+    assert sorted(e["countycode"] for e in facilities) == ["410922", "410928"]
+    # Distinct forwarded ids: a consumer's inbox would otherwise drop the second county's event.
+    assert len({e["id"] for e in sos + facilities}) == 6

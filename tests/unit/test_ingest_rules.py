@@ -28,9 +28,13 @@ def county_examples() -> list[dict]:
     return [json.loads((EXAMPLES / f"{t}.json").read_text()) for t in COUNTY_EVENTS]
 
 
-def test_forwarded_id_is_the_uuid5_of_source_and_id():
-    for source, event_id in [("county/410928", "1"), ("county/410922", str(uuid.uuid4())), ("县平台", "事件-7")]:
-        assert forwarded_id(source, event_id) == str(uuid.uuid5(FORWARD_NAMESPACE, f"{source}\x1f{event_id}"))
+def test_forwarded_id_is_the_uuid5_of_county_source_and_id():
+    for county, source, event_id in [("410928", "county/410928", "1"), ("410922", "county/410922", str(uuid.uuid4())),
+                                     ("410923", "县平台", "事件-7")]:
+        assert forwarded_id(county, source, event_id) == str(
+            uuid.uuid5(FORWARD_NAMESPACE, f"{county}\x1f{source}\x1f{event_id}"))
+    # Two counties posting the same (source, id) forward two different events.
+    assert forwarded_id("410928", "county/410928", "1") != forwarded_id("410922", "county/410928", "1")
 
 
 @pytest.mark.parametrize("example", county_examples(), ids=lambda e: e["type"])

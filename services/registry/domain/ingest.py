@@ -17,8 +17,9 @@ from shared.events.envelope import CloudEvent
 from shared.idcard import IdNumberError, parse_id_number
 
 MAX_EVENTS = 1000
-# Forwarded ids are derived from (source, id): a retried batch forwards the same ids, so consumers
-# de-duplicate it too, and two counties that both number their events from 1 never collide.
+# Forwarded ids are derived from the claim key (county, source, id): a retried batch forwards the
+# same ids, so consumers de-duplicate it too, and two counties that use the same ids (even under
+# the same source string) never collide in a consumer's inbox.
 FORWARD_NAMESPACE = uuid.UUID("6f1f6c1e-7d0a-4e0f-9d55-0e1dca7e0000")
 _FORWARD_PREFIX = FORWARD_NAMESPACE.bytes
 RESIDENT_UPSERTED = "eldercare.county.resident.upserted.v1"
@@ -78,10 +79,19 @@ class Checked:
     id_number: str | None = None  # … or an ID number to resolve
 
 
-def forwarded_id(source: str, event_id: str) -> str:
-    """uuid5(FORWARD_NAMESPACE, source + US + id), written out by hand: uuid.uuid5 and str(UUID)
-    cost three times as much, once per forwarded event (RFC 4122 §4.3: SHA-1, version 5, variant 10)."""
-    digest = bytearray(hashlib.sha1(_FORWARD_PREFIX + f"{source}\x1f{event_id}".encode()).digest()[:16])
+def claim_key(checked: Checked) -> tuple[str, str, str]:
+    """What makes a posted event a repeat: (county, source, id). The county is bound to the caller's
+    token by the scope check (see services/registry/ingest.py for why `source` alone is not enough)."""
+    event = checked.event
+    return event.countycode, event.source, event.id  # type: ignore[return-value]
+
+
+def forwarded_id(county: str, source: str, event_id: str) -> str:
+    """uuid5(FORWARD_NAMESPACE, county + US + source + US + id), written out by hand: uuid.uuid5 and
+    str(UUID) cost three times as much, once per forwarded event (RFC 4122 §4.3: SHA-1, version 5,
+    variant 10)."""
+    name = f"{county}\x1f{source}\x1f{event_id}".encode()
+    digest = bytearray(hashlib.sha1(_FORWARD_PREFIX + name).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest.hex()
@@ -219,7 +229,7 @@ def forward_envelope(checked: Checked, resident_id: str | None, traceparent: str
     data.pop("id_number", None)
     envelope = {
         "specversion": "1.0",
-        "id": forwarded_id(event.source, event.id),
+        "id": forwarded_id(*claim_key(checked)),
         "source": event.source,
         "type": event.type,
         "subject": forward_key(checked, resident_id),
