@@ -371,3 +371,115 @@ async def test_a_redelivered_bad_snapshot_is_dead_lettered_once(reporting, setti
                             timeout=60)
     ours = [dict(r.headers)["dlq-reason"].decode() for r in dead if r.value and orjson.loads(r.value)["id"] == bad["id"]]
     assert len(ours) == 1 and "unknown county" in ours[0]
+
+
+OTHER_COUNTIES = ("410922", "410923", "410926", "410927", "410902", "410971", "410972", "410973")
+OTHER_NAMES = ("清丰县", "南乐县", "范县", "台前县", "华龙区", "开发区", "工业园区", "示范区")
+
+
+async def test_a_county_token_reads_its_own_county_and_the_city_never_another(reporting, settings):
+    import io
+
+    import openpyxl
+
+    puyang = token_for(settings, "county", "410928")
+    assert (await reporting.get("/v1/aggregates/counties/410928", headers=puyang)).status_code == 200
+    for other in OTHER_COUNTIES:
+        denied = await reporting.get(f"/v1/aggregates/counties/{other}", headers=puyang)
+        assert denied.status_code == 403 and denied.json()["field"] == "code", other
+    assert (await reporting.get("/v1/aggregates/city", headers=puyang)).status_code == 200
+
+    everything = (await reporting.get("/v1/aggregates", headers=puyang)).json()
+    assert set(everything["scopes"]) == {"city", "410928"}
+    rows = (await reporting.get("/v1/targets", headers=puyang)).json()["rows"]
+    assert [r["county_code"] for r in rows] == ["410928", "city"]
+    # The city row is the same for everyone (apportioned over every county first).
+    viewer_rows = (await reporting.get("/v1/targets", headers=token_for(settings, "viewer"))).json()["rows"]
+    assert len(viewer_rows) == 10 and viewer_rows[-1]["indicators"] == rows[-1]["indicators"]
+
+    text = (await reporting.get("/v1/exports/targets.csv", headers=puyang)).content.decode("utf-8-sig")
+    assert len(text.splitlines()) == 3 and "濮阳县" in text and "濮阳市" in text
+    assert not [name for name in OTHER_NAMES if name in text]
+    book = openpyxl.load_workbook(io.BytesIO((await reporting.get("/v1/exports/targets.xlsx", headers=puyang)).content))
+    codes = [row[0] for row in book.active.iter_rows(min_row=2, values_only=True)]
+    assert codes == ["410928", "410900"]
+
+    # Viewer and city see every county.
+    for who in ("viewer", "city"):
+        headers = token_for(settings, who)
+        assert len((await reporting.get("/v1/aggregates", headers=headers)).json()["scopes"]) == 10
+        assert (await reporting.get("/v1/aggregates/counties/410922", headers=headers)).status_code == 200
+
+
+async def test_a_token_in_the_query_string_is_refused_outside_the_live_streams(reporting, registry, settings):
+    raw = token_for(settings, "viewer")["Authorization"].split()[1]
+    for path in ("/v1/aggregates", "/v1/aggregates/city", "/v1/targets", "/v1/exports/targets.csv"):
+        answer = await reporting.get(path, params={"access_token": raw})
+        assert answer.status_code == 401, path
+    city_raw = token_for(settings, "city")["Authorization"].split()[1]
+    for name in ("access_token", "token"):
+        assert (await registry.get("/v1/imports", params={name: city_raw})).status_code == 401
+
+
+async def test_the_live_streams_carry_only_the_subscribers_county_and_the_city(registry, reporting_url, settings):
+    import websockets
+
+    puyang = token_for(settings, "county", "410928")
+    qingfeng = token_for(settings, "county", "410922")
+    raw = puyang["Authorization"].split()[1]
+    tag = uuid.uuid4().hex[:6]
+
+    def rows_of(frame: dict) -> list[dict]:
+        return [r for key in ("counts", "facilities", "training") for r in frame.get(key, [])]
+
+    async def post_both():
+        await asyncio.sleep(1.0)
+        # The other county first: its delta must never reach Puyang's subscribers.
+        await registry.post("/v1/events", headers=qingfeng, json=[
+            event("eldercare.county.facility.reported.v1", {"facility_id": f"Q-{tag}", "facility_type": "township_home",
+                                                            "name": "清丰敬老院", "beds": 10, "nursing_beds": 5,
+                                                            "occupied": 1}, county="410922")])
+        await asyncio.sleep(1.0)
+        await registry.post("/v1/events", headers=puyang, json=[
+            event("eldercare.county.facility.reported.v1", {"facility_id": f"P-{tag}", "facility_type": "township_home",
+                                                            "name": "濮阳敬老院", "beds": 10, "nursing_beds": 5,
+                                                            "occupied": 1})])
+
+    async def sse_frames() -> list[tuple[str, dict]]:
+        got: list[tuple[str, dict]] = []
+        async with httpx.AsyncClient(base_url=reporting_url) as client:
+            async with client.stream("GET", "/v1/stream", params={"access_token": raw}, timeout=60) as response:
+                assert response.status_code == 200
+                kind = None
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        got.append((kind, orjson.loads(line[6:])))
+                        if any(f.get("facility_id") == f"P-{tag}" for k, d in got if k == "delta"
+                               for f in d["facilities"]):
+                            return got
+        return got
+
+    async def ws_frames() -> list[dict]:
+        got: list[dict] = []
+        ws_url = reporting_url.replace("http://", "ws://") + f"/v1/ws?access_token={raw}"
+        async with websockets.connect(ws_url) as ws:
+            while True:
+                message = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+                got.append(message)
+                if message["type"] == "delta" and any(
+                        f.get("facility_id") == f"P-{tag}" for f in message["data"]["facilities"]):
+                    return got
+
+    poster = asyncio.create_task(post_both())
+    sse, ws = await asyncio.wait_for(asyncio.gather(sse_frames(), ws_frames()), 90)
+    await poster
+    for snapshot in [d for k, d in sse if k == "snapshot"] + [m["data"] for m in ws if m["type"] == "snapshot"]:
+        assert set(snapshot["scopes"]) == {"city", "410928"}
+    deltas = [d for k, d in sse if k == "delta"] + [m["data"] for m in ws if m["type"] == "delta"]
+    assert deltas
+    for delta in deltas:
+        assert {r["county"] for r in rows_of(delta)} <= {"410928", "city"}, delta
+    assert f"Q-{tag}" not in orjson.dumps(sse).decode() + orjson.dumps(ws).decode()
+

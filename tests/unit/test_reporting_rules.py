@@ -149,3 +149,23 @@ def test_only_differences_every_comparison_found_are_reported():
     real = [[d("410928", "yes", 10, 17), d("410922", "yes", 5, 4)], [d("410928", "yes", 11, 18)]]
     assert persistent_differences(real) == [d("410928", "yes", 11, 18)]
     assert persistent_differences([]) == []
+
+
+def test_a_county_reader_sees_its_county_and_the_city_only():
+    from services.reporting.domain.scope import may_see, scoped_delta, scoped_rows, scoped_snapshot
+
+    assert may_see(None, "410922") and may_see("410928", "city") and may_see("410928", "410928")
+    assert not may_see("410928", "410922")
+    snap = {"seq": 5, "scopes": {"city": {}, "410928": {}, "410922": {}}}
+    assert set(scoped_snapshot(snap, "410928")["scopes"]) == {"city", "410928"}
+    assert scoped_snapshot(snap, None) is snap
+    rows = [{"county_code": c} for c in ("410928", "410922", "city")]
+    assert [r["county_code"] for r in scoped_rows(rows, "410928")] == ["410928", "city"]
+    delta = {"seq": 9, "counts": [{"county": "410922", "dim": "d", "bucket": "b", "value": 1},
+                                  {"county": "city", "dim": "d", "bucket": "b", "value": 3}],
+             "facilities": [{"county": "410922", "facility_id": "F"}], "training": []}
+    mine = scoped_delta(delta, "410928")
+    assert mine == {"seq": 9, "counts": [delta["counts"][1]], "facilities": [], "training": []}
+    # Nothing of the reader's scope left: no frame at all.
+    assert scoped_delta({**delta, "counts": delta["counts"][:1]}, "410928") is None
+    assert scoped_delta(delta, None) is delta

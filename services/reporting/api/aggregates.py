@@ -12,9 +12,10 @@ from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisco
 from fastapi.responses import Response, StreamingResponse
 
 from services.reporting import queries
-from services.reporting.api.auth import AggregateReader, check_aggregate_reader
+from services.reporting.api.auth import AggregateReader, StreamReader, check_aggregate_reader, county_scope
+from services.reporting.domain.scope import may_see, scoped_delta, scoped_rows, scoped_snapshot
 from services.reporting.worker import broadcaster_of
-from shared.problems import NotFound, Problem
+from shared.problems import Forbidden, NotFound, Problem
 from shared.regions import load_counties
 from shared.service import RuntimeDep, ServiceRuntime
 
@@ -25,9 +26,10 @@ def today_local():
     return datetime.now(timezone(timedelta(hours=8))).date()
 
 
-async def snapshot(runtime: ServiceRuntime) -> dict:
+async def snapshot(runtime: ServiceRuntime, county: str | None = None) -> dict:
+    """Every scope's aggregates, or (county set) that county's and the city's."""
     async with runtime.db.transaction() as conn:
-        return await queries.aggregates(conn, today_local())
+        return scoped_snapshot(await queries.aggregates(conn, today_local()), county)
 
 
 @router.get("/aggregates/city", summary="The city's aggregates (viewer and up; never personal data)")
@@ -36,30 +38,36 @@ async def city_aggregates(principal: AggregateReader, runtime: RuntimeDep) -> di
     return {"seq": snap["seq"], **snap["scopes"]["city"]}
 
 
-@router.get("/aggregates/counties/{code}", summary="A county's aggregates",
-            responses={404: {"description": "Unknown county"}})
+@router.get("/aggregates/counties/{code}", summary="A county's aggregates (a county token: its own only)",
+            responses={403: {"description": "Another county than the token's"}, 404: {"description": "Unknown county"}})
 async def county_aggregates(code: str, principal: AggregateReader, runtime: RuntimeDep) -> dict:
     if code not in load_counties():
         raise NotFound(f"'{code}' is not a county code of this city.", field="code")
+    if not may_see(county_scope(principal), code):
+        raise Forbidden("This token's scope does not cover that county.", field="code")
     snap = await snapshot(runtime)
     return {"seq": snap["seq"], **snap["scopes"][code]}
 
 
-@router.get("/aggregates", summary="Every county and the city at once (what the dashboard loads)")
+@router.get("/aggregates", summary="Every county and the city at once (what the dashboard loads; a county "
+                                    "token: its own county and the city)")
 async def all_aggregates(principal: AggregateReader, runtime: RuntimeDep) -> dict:
-    return await snapshot(runtime)
+    return await snapshot(runtime, county_scope(principal))
 
 
-async def targets_rows(runtime: ServiceRuntime) -> tuple[int, list[dict]]:
+async def targets_rows(runtime: ServiceRuntime, county: str | None) -> tuple[int, list[dict]]:
+    """The task-list rows the reader may see; computed over every county first (the city's family
+    bed target is apportioned over all of them), then scoped."""
     async with runtime.db.transaction() as conn:
         snap = await queries.aggregates(conn, today_local())
         active = {r["county_code"] for r in await conn.fetch("SELECT county_code FROM county_activity")}
-    return snap["seq"], queries.targets_table(snap["scopes"], active)
+    return snap["seq"], scoped_rows(queries.targets_table(snap["scopes"], active), county)
 
 
-@router.get("/targets", summary="The task-list table: per county and the city, target / actual / progress")
+@router.get("/targets", summary="The task-list table: per county and the city, target / actual / progress "
+                                "(a county token: its own row and the city's)")
 async def targets(principal: AggregateReader, runtime: RuntimeDep) -> dict:
-    seq, rows = await targets_rows(runtime)
+    seq, rows = await targets_rows(runtime, county_scope(principal))
     return {"seq": seq, "as_of": today_local().isoformat(), "rows": rows}
 
 
@@ -94,7 +102,7 @@ def export_table(rows: list[dict]) -> tuple[list[str], list[list]]:
 @router.get("/exports/targets.csv", summary="The targets table as CSV (Chinese headers, UTF-8 with BOM)",
             response_class=Response)
 async def export_csv(principal: AggregateReader, runtime: RuntimeDep) -> Response:
-    _, rows = await targets_rows(runtime)
+    _, rows = await targets_rows(runtime, county_scope(principal))
     headers, table = export_table(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -109,7 +117,7 @@ async def export_csv(principal: AggregateReader, runtime: RuntimeDep) -> Respons
 async def export_xlsx(principal: AggregateReader, runtime: RuntimeDep) -> Response:
     import xlsxwriter
 
-    _, rows = await targets_rows(runtime)
+    _, rows = await targets_rows(runtime, county_scope(principal))
     headers, table = export_table(rows)
     buffer = io.BytesIO()
     book = xlsxwriter.Workbook(buffer, {"in_memory": True})
@@ -151,12 +159,13 @@ def _sse(event: str, data: dict, seq: int | None = None) -> bytes:
     return f"{head}event: {event}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
 
 
-@router.get("/stream", summary="Server-Sent Events: a snapshot, then deltas with sequence numbers",
-            response_class=StreamingResponse)
-async def stream(request: Request, principal: AggregateReader, runtime: RuntimeDep,
+@router.get("/stream", summary="Server-Sent Events: a snapshot, then deltas with sequence numbers (a county token: "
+                                "its own county and the city only)", response_class=StreamingResponse)
+async def stream(request: Request, principal: StreamReader, runtime: RuntimeDep,
                  since: int | None = Query(None, ge=0, description="resume after this sequence number"),
                  last_event_id: str | None = Header(None, alias="Last-Event-ID")) -> StreamingResponse:
     resume = _resume_point(last_event_id, since)
+    county = county_scope(principal)
     broadcaster = broadcaster_of(runtime)
     sub = broadcaster.subscribe()
 
@@ -165,11 +174,11 @@ async def stream(request: Request, principal: AggregateReader, runtime: RuntimeD
             yield b"retry: 1000\n\n"
             missed = broadcaster.missed_since(resume) if resume is not None else None
             if missed is None:
-                snap = await snapshot(runtime)
+                snap = await snapshot(runtime, county)
                 yield _sse("snapshot", snap, snap["seq"])
                 last = snap["seq"]
             else:
-                for delta in missed:
+                for delta in _visible(missed, county):
                     yield _sse("delta", delta, delta["seq"])
                 last = missed[-1]["seq"] if missed else resume
             while True:
@@ -179,7 +188,7 @@ async def stream(request: Request, principal: AggregateReader, runtime: RuntimeD
                     sub.overflowed = False
                     while not sub.queue.empty():
                         sub.queue.get_nowait()
-                    snap = await snapshot(runtime)
+                    snap = await snapshot(runtime, county)
                     yield _sse("snapshot", snap, snap["seq"])
                     last = snap["seq"]
                     continue
@@ -191,7 +200,8 @@ async def stream(request: Request, principal: AggregateReader, runtime: RuntimeD
                 if delta["seq"] <= last:
                     continue  # already in the snapshot or the replayed deltas
                 last = delta["seq"]
-                yield _sse("delta", delta, delta["seq"])
+                if (mine := scoped_delta(delta, county)) is not None:
+                    yield _sse("delta", mine, mine["seq"])
         finally:
             broadcaster.unsubscribe(sub)
 
@@ -199,24 +209,33 @@ async def stream(request: Request, principal: AggregateReader, runtime: RuntimeD
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+def _visible(deltas: list[dict], county: str | None) -> list[dict]:
+    """The deltas, each cut to the reader's scope; those with nothing left are not sent."""
+    return [d for d in (scoped_delta(delta, county) for delta in deltas) if d is not None]
+
+
 @router.websocket("/ws")
 async def websocket_stream(websocket: WebSocket, since: int | None = None, access_token: str | None = None) -> None:
     """The same protocol over WebSocket: {"type": "snapshot"|"delta", "seq", "data"}; the client may
-    send {"since": n} at any time to resume from n."""
+    send {"since": n} at any time to resume from n. The token comes as `access_token` (a browser's
+    WebSocket cannot send a header) or in an Authorization header; frames are cut to its scope."""
+    header = websocket.headers.get("authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else access_token
     try:
-        check_aggregate_reader(websocket, access_token)
+        principal = check_aggregate_reader(websocket, token)
     except Problem as exc:
         # Accept, then close with an application code (4401/4403) and the reason: a browser sees
         # why, where a refused handshake only says "failed".
         await websocket.accept()
         await websocket.close(code=4401 if exc.status == 401 else 4403, reason=exc.detail[:120])
         return
+    county = county_scope(principal)
     runtime: ServiceRuntime = websocket.app.state.runtime
     broadcaster = broadcaster_of(runtime)
     await websocket.accept()
     sub = broadcaster.subscribe()
     try:
-        last = await _ws_catch_up(websocket, runtime, broadcaster, since)
+        last = await _ws_catch_up(websocket, runtime, broadcaster, since, county)
         receive = asyncio.create_task(websocket.receive_json())
         while True:
             get = asyncio.create_task(sub.queue.get())
@@ -225,17 +244,18 @@ async def websocket_stream(websocket: WebSocket, since: int | None = None, acces
                 get.cancel()
                 message = receive.result()
                 if isinstance(message, dict) and isinstance(message.get("since"), int):
-                    last = await _ws_catch_up(websocket, runtime, broadcaster, message["since"])
+                    last = await _ws_catch_up(websocket, runtime, broadcaster, message["since"], county)
                 receive = asyncio.create_task(websocket.receive_json())
                 continue
             if get in done:
                 delta = get.result()
                 if sub.overflowed:
                     sub.overflowed = False
-                    last = await _ws_catch_up(websocket, runtime, broadcaster, None)
+                    last = await _ws_catch_up(websocket, runtime, broadcaster, None, county)
                 elif delta["seq"] > last:
                     last = delta["seq"]
-                    await websocket.send_json({"type": "delta", "seq": delta["seq"], "data": delta})
+                    if (mine := scoped_delta(delta, county)) is not None:
+                        await websocket.send_json({"type": "delta", "seq": mine["seq"], "data": mine})
             else:
                 get.cancel()
                 await websocket.send_json({"type": "ping"})
@@ -245,12 +265,13 @@ async def websocket_stream(websocket: WebSocket, since: int | None = None, acces
         broadcaster.unsubscribe(sub)
 
 
-async def _ws_catch_up(websocket: WebSocket, runtime: ServiceRuntime, broadcaster, since: int | None) -> int:
+async def _ws_catch_up(websocket: WebSocket, runtime: ServiceRuntime, broadcaster, since: int | None,
+                       county: str | None) -> int:
     missed = broadcaster.missed_since(since) if since is not None else None
     if missed is None:
-        snap = await snapshot(runtime)
+        snap = await snapshot(runtime, county)
         await websocket.send_json({"type": "snapshot", "seq": snap["seq"], "data": snap})
         return snap["seq"]
-    for delta in missed:
+    for delta in _visible(missed, county):
         await websocket.send_json({"type": "delta", "seq": delta["seq"], "data": delta})
     return missed[-1]["seq"] if missed else since  # type: ignore[return-value]

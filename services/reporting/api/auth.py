@@ -1,5 +1,8 @@
-"""Reporting's callers: `viewer` and up; the live stream also takes the token as a query parameter,
-because a browser's EventSource and WebSocket cannot send an Authorization header."""
+"""Reporting's callers: `viewer` and up, each with a county scope (services/reporting/domain/scope.py).
+
+A token is read from the Authorization header. Only the live streams also take it from the query
+string (`access_token`), because a browser's EventSource and WebSocket cannot send a header;
+anywhere else a token in a URL would end up in logs, history and Referer headers for nothing."""
 
 from __future__ import annotations
 
@@ -27,12 +30,25 @@ def check_aggregate_reader(request, token: str | None) -> Principal:
     return principal
 
 
+def county_scope(principal: Principal) -> str | None:
+    """The one county a reader is limited to, or None for one who sees every county (city, viewer)."""
+    return principal.county if principal.role == Role.COUNTY else None
+
+
 async def aggregate_reader(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    access_token: Annotated[str | None, Query(description="token for EventSource/WebSocket clients")] = None,
+) -> Principal:
+    return check_aggregate_reader(request, credentials.credentials if credentials else None)
+
+
+async def stream_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_token: Annotated[str | None, Query(description="the token, for EventSource clients (no header)")] = None,
 ) -> Principal:
     return check_aggregate_reader(request, credentials.credentials if credentials else access_token)
 
 
 AggregateReader = Annotated[Principal, Depends(aggregate_reader)]
+StreamReader = Annotated[Principal, Depends(stream_reader)]
