@@ -483,3 +483,11 @@ async def test_the_live_streams_carry_only_the_subscribers_county_and_the_city(r
         assert {r["county"] for r in rows_of(delta)} <= {"410928", "city"}, delta
     assert f"Q-{tag}" not in orjson.dumps(sse).decode() + orjson.dumps(ws).decode()
 
+
+async def test_consistency_is_for_the_city_only(registry, reporting, settings):
+    # Three registry recounts of 700,000 rows per call: not something every dashboard viewer may start.
+    reporting.app.state.runtime.state["registry_transport"] = httpx.ASGITransport(app=registry.app)
+    for who, county in (("viewer", None), ("county", "410928")):
+        answer = await reporting.get("/v1/consistency", headers=token_for(settings, who, county))
+        assert answer.status_code == 403, who
+    assert (await reporting.get("/v1/consistency", headers=token_for(settings, "city"))).status_code == 200
