@@ -216,8 +216,9 @@ def _print_ready(settings: PlatformSettings, state_dir: Path, seconds: float) ->
                       f"(API docs: /docs, health: /readyz)")
     from shared.auth import Role, issue_token
 
-    # A week-long viewer token in the address: the big screen opens it once and keeps it.
-    viewer = issue_token(settings, Role.VIEWER, subject="dashboard", ttl_seconds=7 * 86400)
+    # A week-long viewer token in the address: the big screen opens it once and keeps it. The only
+    # long-lived token the platform issues, so it is addressed to reporting alone.
+    viewer = issue_token(settings, Role.VIEWER, subject="dashboard", ttl_seconds=7 * 86400, audience="reporting")
     console.print(f"  dashboard  http://{host}:{settings.reporting_port}/?token={viewer}", soft_wrap=True)
     if settings.simulator_events_per_s > 0:
         console.print(f"  simulator  the eight county platforms post ~{settings.simulator_events_per_s:g} events/s "
