@@ -18,9 +18,10 @@ PUBLISHED_SECRET_HASHES = frozenset({
     "ed38a598efa8dba0cbc2c01156c5a4e3661bf38ad256061a5e7b03cf7da4f782",  # the compose test's former fixed secret
 })
 MIN_SECRET_LENGTH = 32
-# A secret of 32 characters drawn from fewer distinct symbols than this is a typed placeholder
-# ("x" * 40, "changeme" repeated), not a random value.
-MIN_SECRET_DISTINCT = 12
+# A secret of 32+ characters drawn from fewer distinct symbols than this is a typed placeholder
+# ("x" * 40, "changeme" repeated), not a random value (32 random hex digits have fewer in less than
+# one draw in 10^7).
+MIN_SECRET_DISTINCT = 8
 
 
 class MissingSecret(RuntimeError):
