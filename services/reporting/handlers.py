@@ -17,7 +17,7 @@ from shared.regions import load_counties
 
 RESIDENT_TYPES = frozenset({
     "eldercare.resident.registered.v1", "eldercare.resident.updated.v1", "eldercare.resident.assessed.v1",
-    "eldercare.resident.deceased.v1", "eldercare.resident.transferred.v1",
+    "eldercare.resident.deceased.v1", "eldercare.resident.transferred.v1", "eldercare.resident.snapshot.v1",
 })
 FACILITY = "eldercare.county.facility.reported.v1"
 TRAINING = "eldercare.county.training.recorded.v1"
@@ -28,7 +28,7 @@ FOLDED_TYPES = RESIDENT_TYPES | INGEST_TYPES
 # Whole snapshots with a version: applying one the projection already holds (same or newer
 # version) changes nothing, so these need no inbox row to be idempotent.
 VERSIONED_TYPES = frozenset({"eldercare.resident.registered.v1", "eldercare.resident.updated.v1",
-                             "eldercare.resident.transferred.v1"})
+                             "eldercare.resident.transferred.v1", "eldercare.resident.snapshot.v1"})
 
 
 @dataclass(slots=True)
