@@ -137,6 +137,25 @@ def replay(
         raise typer.Exit(1)
 
 
+@app.command()
+def republish(
+    service: Annotated[str, typer.Argument(help="the service whose state to re-publish (registry)")],
+    url: Annotated[Optional[str], typer.Option(help="the service's base URL")] = None,
+    source: Annotated[Optional[list[str]], typer.Option(
+        help="residents or county_reports (repeatable; default both)")] = None,
+    chunk_size: Annotated[int, typer.Option(help="rows per transaction")] = 1000,
+) -> None:
+    """Re-publish a service's current state as versioned snapshots (an incremental snapshot job:
+    chunks by primary key, interleaved with live traffic, resumable), with a progress bar."""
+    if service != "registry":
+        raise typer.BadParameter("only the registry has state to re-publish yet (orders and alerts plug "
+                                 "their tables into shared/messaging/snapshots.py when they have some)")
+    from eldercare.republish import republish_registry
+
+    status = republish_registry(get_settings(), url, sources=source, chunk_size=chunk_size)
+    typer.echo(f"re-published {status['emitted']:,} rows in {status['chunks']:,} chunks (job {status['id']})")
+
+
 @app.command("seed")
 def seed_command(
     residents: Annotated[int, typer.Option(help="entries in the registry (SPEC §4: about 700,000)")] = 700_000,

@@ -183,6 +183,22 @@ class EventConsumer:
             total += max(0, high - await consumer.position(tp))
         return total
 
+    async def log_extent(self) -> dict[str, dict[int, tuple[int, int]]] | None:
+        """{topic: {partition: (first offset, end offset)}} of this member's partitions as the broker
+        holds them now (None when not connected): how far back a rebuild can read."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        partitions = sorted(consumer.assignment())
+        if not partitions:
+            return None
+        begins = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        out: dict[str, dict[int, tuple[int, int]]] = {}
+        for tp in partitions:
+            out.setdefault(tp.topic, {})[tp.partition] = (begins[tp], ends[tp])
+        return out
+
     async def rewind(self) -> None:
         """Consume this member's partitions again from the beginning (for a rebuild); call it while
         holding `lock` so no batch is half-applied."""

@@ -48,6 +48,23 @@ async def rebuild_status(runtime: RuntimeDep) -> dict:
             "seconds": round(time.monotonic() - started, 2) if started else None}
 
 
+@router.get("/admin/log", summary="How far back the broker's log reaches, per topic (city only)",
+            dependencies=[CityOnly])
+async def log_extent(runtime: RuntimeDep) -> dict:
+    """First and end offset of every partition reporting reads, and the records between them: a
+    rebuild sees only these (`eldercare replay reporting` re-publishes the registry's state when
+    they cannot hold what reporting has folded)."""
+    extent = await _consumer(runtime).log_extent()
+    if extent is None:
+        raise ServiceUnavailable("The consumer is not connected to the broker yet; try again.",
+                                 headers={"Retry-After": "2"})
+    return {"topics": {topic: {
+        "partitions": {str(p): {"first": first, "end": end} for p, (first, end) in sorted(parts.items())},
+        "records": sum(max(0, end - first) for first, end in parts.values()),
+        "starts_at_zero": all(first == 0 for first, _ in parts.values()),
+    } for topic, parts in extent.items()}}
+
+
 def _consumer(runtime: ServiceRuntime):
     if not runtime.consumers:
         raise ServiceUnavailable("This process runs no consumer (RUN_WORKERS_IN_API=false): rebuild where "
