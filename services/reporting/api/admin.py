@@ -18,7 +18,7 @@ from shared.service import RuntimeDep, ServiceRuntime
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 CityOnly = Depends(require_roles(Role.CITY))
-REBUILD_TABLES = ("residents", "agg_counts", "facilities", "training", "county_activity")
+REBUILD_TABLES = ("residents", "agg_counts", "facilities", "training", "training_records", "county_activity")
 
 
 @router.post("/admin/rebuild", summary="Rebuild every aggregate from the event log (city only)",
