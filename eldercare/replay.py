@@ -69,7 +69,7 @@ def _wait_caught_up(client: httpx.Client, started: float, timeout: float) -> Non
             time.sleep(0.25)
 
 
-def _log_extent(client: httpx.Client, timeout: float = 30) -> dict:
+def _log_extent(client: httpx.Client, timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         response = client.get("/v1/admin/log")

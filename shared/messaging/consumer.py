@@ -176,7 +176,10 @@ class EventConsumer:
         if consumer is None:
             return None
         total = 0
-        for tp in consumer.assignment():
+        assignment = consumer.assignment()
+        if not assignment:
+            return None  # between a rebalance's revoke and assign: nothing is known, not "caught up"
+        for tp in assignment:
             high = consumer.highwater(tp)
             if high is None:
                 return None
@@ -207,6 +210,14 @@ class EventConsumer:
         self._generation += 1
         if self._consumer is not None:
             await self._consumer.seek_to_beginning()
+            # Committed too: a rebalance right after the rewind (members rejoining after a broker
+            # restart) resumes from the committed offsets, which would skip what came before them.
+            partitions = list(self._consumer.assignment())
+            if partitions:
+                try:
+                    await self._consumer.commit(await self._consumer.beginning_offsets(partitions))
+                except KafkaError as exc:
+                    log.warning("consumer %s: could not commit the rewind (%s)", self.name, exc)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         inflight: tuple[Batch, asyncio.Task] | None = None  # only when pipelining

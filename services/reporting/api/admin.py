@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import httpx
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends
 
 from services.reporting import queries
@@ -18,6 +19,7 @@ from shared.service import RuntimeDep, ServiceRuntime
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 CityOnly = Depends(require_roles(Role.CITY))
+LOG_EXTENT_TIMEOUT_S = 10
 REBUILD_TABLES = ("residents", "agg_counts", "facilities", "training", "training_records", "county_activity")
 
 
@@ -54,7 +56,12 @@ async def log_extent(runtime: RuntimeDep) -> dict:
     """First and end offset of every partition reporting reads, and the records between them: a
     rebuild sees only these (`eldercare replay reporting` re-publishes the registry's state when
     they cannot hold what reporting has folded)."""
-    extent = await _consumer(runtime).log_extent()
+    try:
+        extent = await asyncio.wait_for(_consumer(runtime).log_extent(), LOG_EXTENT_TIMEOUT_S)
+    except (KafkaError, asyncio.TimeoutError) as exc:
+        # A broker that just restarted answers offsets only once its topics are back.
+        raise ServiceUnavailable(f"The broker did not tell the log's offsets ({type(exc).__name__}); try again.",
+                                 headers={"Retry-After": "2"}) from None
     if extent is None:
         raise ServiceUnavailable("The consumer is not connected to the broker yet; try again.",
                                  headers={"Retry-After": "2"})
