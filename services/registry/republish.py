@@ -5,17 +5,18 @@ event id, on the ingest topic). The mechanism is shared/messaging/snapshots.py."
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from datetime import datetime, timezone
 
 import asyncpg
+import orjson
 
-from services.registry.handlers import snapshot
 from services.registry.importer import recover_interrupted_imports
 from services.registry.store import RESIDENT_COLUMNS, SCHEMA
-from shared.events import make_event
-from shared.messaging.outbox import outbox_row
 from shared.messaging.snapshots import Chunk, SnapshotJobs, SnapshotSource
 from shared.messaging.topics import INGEST, RESIDENTS
+from shared.observability import current_traceparent
 
 SNAPSHOT_TYPE = "eldercare.resident.snapshot.v1"
 SOURCE = "registry/republish"
@@ -23,9 +24,34 @@ STATE_KEY = "snapshot_jobs"
 
 
 def snapshot_event_id(job_id: uuid.UUID, resident_id: str, version: int) -> str:
-    """One id per (job, resident, version): a consumer keeping an inbox sees a chunk retried after a
-    crash as the same events (a chunk commits whole, so this is belt and braces)."""
-    return str(uuid.uuid5(job_id, f"{resident_id}:{version}"))
+    """uuid5(job id, "resident:version"): one id per (job, resident, version), so a consumer keeping an
+    inbox sees a chunk retried after a crash as the same events (a chunk commits whole, so this is
+    belt and braces). Written out as forwarded_id is (RFC 4122 §4.3), at a third of uuid.uuid5's cost."""
+    digest = bytearray(hashlib.sha1(job_id.bytes + f"{resident_id}:{version}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def snapshot_payload(row, job_id: str, event_id: str, time: str, traceparent: str | None) -> bytes:
+    """The snapshot event as JSON, built straight from the row: what `make_event(SNAPSHOT_TYPE, …)
+    .to_json()` gives for `ResidentRepublished` (a unit test compares the two) at a tenth of the cost,
+    which is most of a chunk's (700,000 residents in one job)."""
+    rid = str(row["id"])
+    resident = {
+        "resident_id": rid, "county_code": row["county_code"], "name": row["name"],
+        "birth_date": row["birth_date"].isoformat(), "gender": row["gender"], "township": row["township"],
+        "village": row["village"], "living_arrangement": row["living_arrangement"],
+        "categories": list(row["categories"]), "ability_level": row["ability_level"], "status": row["status"],
+        "family_bed": row["family_bed"], "version": row["version"],
+    }
+    envelope = {"specversion": "1.0", "id": event_id, "source": SOURCE, "type": SNAPSHOT_TYPE, "subject": rid,
+                "time": time, "datacontenttype": "application/json",
+                "data": {"resident": resident, "job_id": job_id}, "countycode": row["county_code"]}
+    if traceparent:
+        envelope["traceparent"] = traceparent
+    return orjson.dumps(envelope)
 
 
 async def resident_chunk(conn: asyncpg.Connection, job_id: uuid.UUID, after: str | None, limit: int) -> Chunk:
@@ -36,14 +62,12 @@ async def resident_chunk(conn: asyncpg.Connection, job_id: uuid.UUID, after: str
     else:
         rows = await conn.fetch(f"SELECT {RESIDENT_COLUMNS} FROM residents WHERE id > $1::uuid ORDER BY id "
                                 "LIMIT $2 FOR SHARE", after, limit)
+    job, now, traceparent = str(job_id), datetime.now(timezone.utc).isoformat(), current_traceparent()
     out = []
     for row in rows:
         rid = str(row["id"])
-        event = make_event(SNAPSHOT_TYPE, SOURCE, {"resident": snapshot(row).model_dump(mode="json"),
-                                                   "job_id": str(job_id)},
-                           subject=rid, countycode=row["county_code"],
-                           event_id=snapshot_event_id(job_id, rid, row["version"]))
-        out.append(outbox_row(event, RESIDENTS.name))
+        event_id = snapshot_event_id(job_id, rid, row["version"])
+        out.append((event_id, RESIDENTS.name, rid, snapshot_payload(row, job, event_id, now, traceparent), None))
     return out, str(rows[-1]["id"]) if rows else None
 
 

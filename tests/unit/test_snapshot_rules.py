@@ -49,3 +49,37 @@ def test_a_log_that_no_longer_starts_at_zero_is_short_however_long_it_is():
 def test_registry_residents_counts_every_status():
     stats = {"counts": {"city": {"status": {"active": 7, "deceased": 2}}, "410928": {"status": {"active": 7}}}}
     assert registry_residents(stats) == 9
+
+
+def test_the_fast_snapshot_payload_is_what_the_event_model_gives():
+    import uuid
+    from datetime import date
+
+    from services.registry.handlers import snapshot
+    from services.registry.republish import SNAPSHOT_TYPE, SOURCE, snapshot_event_id, snapshot_payload
+    from shared.events import CloudEvent, make_event, parse_data
+
+    job = uuid.uuid4()
+    base = {"id": uuid.uuid4(), "county_code": "410928", "name": "王秀英", "birth_date": date(1941, 3, 15),
+            "gender": "female", "township": "城关镇", "village": "东街社区", "living_arrangement": "alone",
+            "categories": ["dementia", "low_income"], "ability_level": 2, "status": "active", "family_bed": True,
+            "version": 3}
+    for row in (base, {**base, "ability_level": None, "categories": [], "status": "deceased", "family_bed": False}):
+        event_id = snapshot_event_id(job, str(row["id"]), row["version"])
+        trace = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+        fast = CloudEvent.from_json(snapshot_payload(row, str(job), event_id, "2026-12-02T07:00:00+00:00", trace))
+        model = CloudEvent.from_json(make_event(
+            SNAPSHOT_TYPE, SOURCE, {"resident": snapshot(row).model_dump(mode="json"), "job_id": str(job)},
+            subject=str(row["id"]), countycode="410928", event_id=event_id, traceparent=trace).to_json())
+        assert fast.model_dump(exclude={"time"}) == model.model_dump(exclude={"time"})
+        assert parse_data(fast) == parse_data(model)
+
+
+def test_snapshot_event_ids_are_uuid5_of_job_resident_and_version():
+    import uuid
+
+    from services.registry.republish import snapshot_event_id
+
+    job = uuid.uuid4()
+    assert snapshot_event_id(job, "r1", 3) == str(uuid.uuid5(job, "r1:3"))
+    assert snapshot_event_id(job, "r1", 3) != snapshot_event_id(job, "r1", 4)
