@@ -233,12 +233,12 @@ async def test_live_updates_interleaved_with_a_republish_end_with_reporting_equa
     await asyncio.sleep(1.0)  # the relay notices the loss (and has nothing left to replay)
     from services.registry.republish import jobs_of
 
-    jobs_of(p.registry_runtime).pause_s = 0.1  # a slow walk, so live changes land on every side of it
-    started = await p.registry.post("/v1/admin/republish", headers=p.city, json={"chunk_size": 5})
-    assert started.status_code == 202, started.text
-    job_url = started.headers["location"]
     rebuilt = await p.reporting.post("/v1/admin/rebuild", headers=p.city)
     assert rebuilt.status_code == 200
+    jobs_of(p.registry_runtime).pause_s = 0.2  # a slow walk, so live changes land on every side of it
+    started = await p.registry.post("/v1/admin/republish", headers=p.city, json={"chunk_size": 3})
+    assert started.status_code == 202, started.text
+    job_url = started.headers["location"]
 
     rng = random.Random(11)
     live = {"updates": 0}
