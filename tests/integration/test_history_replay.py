@@ -266,3 +266,44 @@ async def test_live_updates_interleaved_with_a_republish_end_with_reporting_equa
     consistency = (await p.reporting.get("/v1/consistency", headers=p.city)).json()
     assert consistency["consistent"] is True, consistency["differences"]
 
+
+
+async def test_a_chunk_waits_for_a_change_in_flight_so_its_snapshot_comes_after_that_change(platform):
+    # The race the row locks close: an assessment has written its event (lower outbox id) but not yet
+    # committed when a chunk reads the resident. Read without waiting, the snapshot would carry the old
+    # level after the assessment's event, and a rebuild from an emptied log (assessment ignored: no
+    # state yet; then the snapshot) would keep the old level.
+    from datetime import date
+
+    from services.registry import handlers
+    from services.registry.republish import jobs_of
+    from shared.auth import Principal, Role
+
+    p = platform
+    registered = await p.registry.post("/v1/residents", headers=p.city, json={
+        "name": "赵桂英", "id_number": fresh_id_number(), "county_code": "410928", "township": "城关镇",
+        "village": "东街社区", "living_arrangement": "alone", "ability_level": 1})
+    rid = registered.json()["id"]
+    jobs = jobs_of(p.registry_runtime)
+    async with p.registry_runtime.db.transaction() as conn:
+        job = await jobs.create(conn, "test", ["residents"], chunk_size=10)
+    pool = p.registry_runtime.db.pool
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        updated, _ = await handlers.record_assessment(
+            conn, Principal(subject="test", role=Role.CITY), uuid.UUID(rid),
+            handlers.AssessmentCommand(assessor="李医生", assessed_on=date(2026, 11, 30), reason="immediate", level=4))
+        chunk = asyncio.create_task(jobs.run(job["id"], max_chunks=1))
+        await asyncio.sleep(1.0)
+        assert not chunk.done(), "the chunk read a row whose change was still in flight"
+        await tx.commit()
+    assert await asyncio.wait_for(chunk, 30) in ("running", "succeeded")
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT id, convert_from(payload, 'UTF8')::jsonb AS e FROM outbox WHERE key = $1 "
+                                "ORDER BY id", rid)
+    assessed = next(r for r in rows if r["e"]["type"] == "eldercare.resident.assessed.v1")
+    snap = next(r for r in rows if r["e"]["type"] == "eldercare.resident.snapshot.v1")
+    assert snap["id"] > assessed["id"]
+    assert snap["e"]["data"]["resident"]["version"] == updated["version"]
+    assert snap["e"]["data"]["resident"]["ability_level"] == 4
