@@ -150,9 +150,15 @@ def republish(
     if service != "registry":
         raise typer.BadParameter("only the registry has state to re-publish yet (orders and alerts plug "
                                  "their tables into shared/messaging/snapshots.py when they have some)")
+    import httpx
+
     from eldercare.republish import republish_registry
 
-    status = republish_registry(get_settings(), url, sources=source, chunk_size=chunk_size)
+    try:
+        status = republish_registry(get_settings(), url, sources=source, chunk_size=chunk_size)
+    except (httpx.HTTPError, RuntimeError, TimeoutError) as exc:
+        typer.echo(f"re-publish failed: {exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"re-published {status['emitted']:,} rows in {status['chunks']:,} chunks (job {status['id']})")
 
 
