@@ -127,13 +127,17 @@ def asyncapi() -> None:
 def replay(
     service: Annotated[str, typer.Argument(help="the service whose projections to rebuild (reporting)")],
     url: Annotated[Optional[str], typer.Option(help="the service's base URL")] = None,
+    republish: Annotated[str, typer.Option(
+        help="re-publish the registry's state first: auto (when the broker's log is short), always, never")] = "auto",
 ) -> None:
     """Rebuild a service's projections from the event log and check the figures come out the same."""
     if service != "reporting":
         raise typer.BadParameter("only reporting keeps projections that can be replayed")
+    if republish not in ("auto", "always", "never"):
+        raise typer.BadParameter("--republish is auto, always or never")
     from eldercare.replay import replay_reporting
 
-    if not replay_reporting(get_settings(), url):
+    if not replay_reporting(get_settings(), url, republish=republish):
         raise typer.Exit(1)
 
 
