@@ -15,10 +15,10 @@ from services.registry import handlers
 from services.registry.domain.ingest import (
     FAMILY_BED, RESIDENT_UPSERTED, Checked, Verdict, check_event, forward_envelope,
 )
-from shared.events.county import COUNTY_LEVEL_TYPES
 from services.registry.domain.residents import validate_resident
 from services.registry.store import SCHEMA
 from shared.auth import Principal, Role
+from shared.events.county import COUNTY_LEVEL_TYPES
 from shared.messaging.outbox import notify_relay
 from shared.messaging.topics import INGEST
 from shared.observability import current_traceparent

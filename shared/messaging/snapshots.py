@@ -241,10 +241,3 @@ class SnapshotJobs:
         if ids:
             log.warning("resuming interrupted snapshot jobs", extra={"fields": {"jobs": [str(i) for i in ids]}})
         return ids
-
-    async def stop(self) -> None:
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
