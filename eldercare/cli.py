@@ -176,14 +176,43 @@ def asyncapi() -> None:
 def replay(
     service: Annotated[str, typer.Argument(help="the service whose projections to rebuild (reporting)")],
     url: Annotated[Optional[str], typer.Option(help="the service's base URL")] = None,
+    republish: Annotated[str, typer.Option(
+        help="re-publish the registry's state first: auto (when the broker's log is short), always, never")] = "auto",
 ) -> None:
     """Rebuild a service's projections from the event log and check the figures come out the same."""
     if service != "reporting":
         raise typer.BadParameter("only reporting keeps projections that can be replayed")
+    if republish not in ("auto", "always", "never"):
+        raise typer.BadParameter("--republish is auto, always or never")
     from eldercare.replay import replay_reporting
 
-    if not replay_reporting(_local_settings(), url):
+    if not replay_reporting(_local_settings(), url, republish=republish):
         raise typer.Exit(1)
+
+
+@app.command()
+def republish(
+    service: Annotated[str, typer.Argument(help="the service whose state to re-publish (registry)")],
+    url: Annotated[Optional[str], typer.Option(help="the service's base URL")] = None,
+    source: Annotated[Optional[list[str]], typer.Option(
+        help="residents or county_reports (repeatable; default both)")] = None,
+    chunk_size: Annotated[int, typer.Option(help="rows per transaction")] = 1000,
+) -> None:
+    """Re-publish a service's current state as versioned snapshots (an incremental snapshot job:
+    chunks by primary key, interleaved with live traffic, resumable), with a progress bar."""
+    if service != "registry":
+        raise typer.BadParameter("only the registry has state to re-publish yet (orders and alerts plug "
+                                 "their tables into shared/messaging/snapshots.py when they have some)")
+    import httpx
+
+    from eldercare.republish import republish_registry
+
+    try:
+        status = republish_registry(_local_settings(), url, sources=source, chunk_size=chunk_size)
+    except (httpx.HTTPError, RuntimeError, TimeoutError) as exc:
+        typer.echo(f"re-publish failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"re-published {status['emitted']:,} rows in {status['chunks']:,} chunks (job {status['id']})")
 
 
 @app.command("seed")

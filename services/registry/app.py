@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.registry.api.admin import router as admin_router
 from services.registry.api.events import router as events_router
 from services.registry.api.imports import router as imports_router
 from services.registry.api.residents import router as residents_router
 from services.registry.api.stats import router as stats_router
-from services.registry.importer import recover_interrupted_imports
+from services.registry.republish import on_start
 from services.registry.worker import build_consumers
 from shared.service import create_service_app
 from shared.settings import PlatformSettings
@@ -19,10 +20,10 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         "registry",
         title="Registry service",
         description="Elderly residents, ability assessments and the county ingest gateway.",
-        routers=[residents_router, events_router, stats_router, imports_router],
+        routers=[residents_router, events_router, stats_router, imports_router, admin_router],
         # A 1,000,000-row spreadsheet is 100-200 MB of CSV.
         path_limits={"/v1/imports": 256 * 1024 * 1024},
         consumers=build_consumers,
         settings=settings,
-        on_start=recover_interrupted_imports,
+        on_start=on_start,
     )

@@ -18,6 +18,7 @@ from services.registry.domain.ingest import (
 from services.registry.domain.residents import validate_resident
 from services.registry.store import SCHEMA
 from shared.auth import Principal, Role
+from shared.events.county import COUNTY_LEVEL_TYPES
 from shared.messaging.outbox import notify_relay
 from shared.messaging.topics import INGEST
 from shared.observability import current_traceparent
@@ -97,6 +98,7 @@ async def ingest_batch(conn: asyncpg.Connection, principal: Principal, raw_event
     columns = _outbox_columns(forwards)
     await _apply_upserts(conn, [c for c, _ in live if c.event.type == RESIDENT_UPSERTED], upserts)
     repeats = await _claim_and_forward(conn, columns)
+    await _keep_county_reports(conn, forwards, columns, repeats)
     family_beds: list[uuid.UUID] = []
     for position, (c, resident_id) in enumerate(forwards, start=1):
         if position in repeats:
@@ -209,6 +211,44 @@ async def _claim_and_forward(conn: asyncpg.Connection, columns: tuple[list, ...]
     if len(rows) < len(columns[0]):
         await notify_relay(conn, SCHEMA)
     return {r[0] for r in rows}
+
+
+# The registry keeps what reporting's county figures are made of, so a re-publish job can send it
+# again after the broker and the outbox have let it go: the latest report of each facility (an
+# older one arriving late does not replace it) and every training record (the totals add them up).
+_KEEP_FACILITIES = """
+INSERT INTO county_reports (event_id, county_code, type, key, facility_id, reported_at, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[])
+ON CONFLICT (county_code, facility_id) WHERE facility_id IS NOT NULL DO UPDATE SET
+    event_id = EXCLUDED.event_id, key = EXCLUDED.key, reported_at = EXCLUDED.reported_at, payload = EXCLUDED.payload
+WHERE county_reports.reported_at <= EXCLUDED.reported_at
+"""
+_KEEP_TRAINING = """
+INSERT INTO county_reports (event_id, county_code, type, key, facility_id, reported_at, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[])
+ON CONFLICT DO NOTHING
+"""
+
+
+async def _keep_county_reports(conn: asyncpg.Connection, forwards: list[Live], columns: tuple[list, ...],
+                               repeats: set[int]) -> None:
+    _, _, counties, forward_ids, keys, payloads = columns
+    facilities: dict[tuple[str, str], tuple] = {}
+    training: list[tuple] = []
+    now = datetime.now(timezone.utc)
+    for i, (c, _) in enumerate(forwards):
+        if i + 1 in repeats or c.event.type not in COUNTY_LEVEL_TYPES:
+            continue
+        at = c.event.time or now
+        facility = getattr(c.data, "facility_id", None)
+        row = (forward_ids[i], counties[i], c.event.type, keys[i], facility, at, payloads[i])
+        if facility is None:
+            training.append(row)
+        elif (old := facilities.get((counties[i], facility))) is None or old[5] <= at:
+            facilities[(counties[i], facility)] = row  # one row per facility and statement
+    for sql, rows in ((_KEEP_FACILITIES, list(facilities.values())), (_KEEP_TRAINING, training)):
+        if rows:
+            await conn.execute(sql, *map(list, zip(*rows)))
 
 
 async def _apply_upserts(conn: asyncpg.Connection, items: list[Checked], upserts: dict[int, object]) -> None:

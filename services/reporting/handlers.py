@@ -17,7 +17,7 @@ from shared.regions import load_counties
 
 RESIDENT_TYPES = frozenset({
     "eldercare.resident.registered.v1", "eldercare.resident.updated.v1", "eldercare.resident.assessed.v1",
-    "eldercare.resident.deceased.v1", "eldercare.resident.transferred.v1",
+    "eldercare.resident.deceased.v1", "eldercare.resident.transferred.v1", "eldercare.resident.snapshot.v1",
 })
 FACILITY = "eldercare.county.facility.reported.v1"
 TRAINING = "eldercare.county.training.recorded.v1"
@@ -28,7 +28,7 @@ FOLDED_TYPES = RESIDENT_TYPES | INGEST_TYPES
 # Whole snapshots with a version: applying one the projection already holds (same or newer
 # version) changes nothing, so these need no inbox row to be idempotent.
 VERSIONED_TYPES = frozenset({"eldercare.resident.registered.v1", "eldercare.resident.updated.v1",
-                             "eldercare.resident.transferred.v1"})
+                             "eldercare.resident.transferred.v1", "eldercare.resident.snapshot.v1"})
 
 
 @dataclass(slots=True)
@@ -62,12 +62,11 @@ class _Fold:
     counts: dict = field(default_factory=dict)
     touched: dict[str, ResidentState] = field(default_factory=dict)
     facilities: dict[tuple[str, str], tuple] = field(default_factory=dict)
-    trainees: Counter = field(default_factory=Counter)
-    sessions: Counter = field(default_factory=Counter)
+    training: dict[str, tuple[str, int]] = field(default_factory=dict)  # event id -> (county, trainees)
     activity: Counter = field(default_factory=Counter)
 
     def changed(self) -> bool:
-        return bool(self.counts or self.facilities or self.trainees or self.activity or self.touched)
+        return bool(self.counts or self.facilities or self.training or self.activity or self.touched)
 
 
 async def fold_batch(conn: asyncpg.Connection, events: list[tuple[CloudEvent, BaseModel]]) -> Delta | None:
@@ -99,8 +98,7 @@ def _fold(events: list[tuple[CloudEvent, BaseModel]], rids: list[str | None],
                 county, data.facility_id, data.facility_type, data.name, data.beds, data.nursing_beds,
                 data.occupied, event.time or datetime.now(timezone.utc))
         elif event.type == TRAINING:
-            fold.trainees[county] += data.trainees
-            fold.sessions[county] += 1
+            fold.training[event.id] = (county, data.trainees)
         fold.activity[county] += 1
     fold.counts = with_city(fold.counts)
     return fold
@@ -111,7 +109,7 @@ async def _write(conn: asyncpg.Connection, fold: _Fold) -> Delta:
     result = Delta(seq=await conn.fetchval("UPDATE stream_state SET seq = seq + 1 WHERE id = 1 RETURNING seq"))
     result.counts = await _apply_counts(conn, fold.counts)
     result.facilities = await _save_facilities(conn, list(fold.facilities.values()))
-    result.training = await _add_training(conn, fold.trainees, fold.sessions)
+    result.training = await _add_training(conn, fold.training)
     if fold.activity:
         await conn.execute(
             "INSERT INTO county_activity (county_code, events, last_event_at) "
@@ -190,14 +188,18 @@ async def _save_facilities(conn: asyncpg.Connection, rows: list[tuple]) -> list[
             for r in saved]
 
 
-async def _add_training(conn: asyncpg.Connection, trainees: Counter, sessions: Counter) -> list[dict]:
-    if not trainees and not sessions:
+async def _add_training(conn: asyncpg.Connection, records: dict[str, tuple[str, int]]) -> list[dict]:
+    """Add the records not counted before (by event id: a re-published record arrives with its first
+    id, possibly after the inbox has forgotten it) to the county totals."""
+    if not records:
         return []
-    counties = sorted(set(trainees) | set(sessions))
     rows = await conn.fetch(
-        "INSERT INTO training (county_code, trainees, sessions) SELECT * FROM unnest($1::text[], $2::bigint[], "
-        "$3::bigint[]) ON CONFLICT (county_code) DO UPDATE SET trainees = training.trainees + EXCLUDED.trainees, "
-        "sessions = training.sessions + EXCLUDED.sessions RETURNING county_code, trainees, sessions",
-        counties, [trainees[c] for c in counties], [sessions[c] for c in counties])
+        "WITH fresh AS (INSERT INTO training_records (event_id, county_code, trainees) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING "
+        "RETURNING county_code, trainees) "
+        "INSERT INTO training (county_code, trainees, sessions) SELECT county_code, sum(trainees), count(*) "
+        "FROM fresh GROUP BY county_code ON CONFLICT (county_code) DO UPDATE SET "
+        "trainees = training.trainees + EXCLUDED.trainees, sessions = training.sessions + EXCLUDED.sessions "
+        "RETURNING county_code, trainees, sessions",
+        list(records), [c for c, _ in records.values()], [t for _, t in records.values()])
     return [{"county": r["county_code"], "trainees": r["trainees"], "sessions": r["sessions"]} for r in rows]
-

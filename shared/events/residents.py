@@ -88,10 +88,20 @@ class ResidentTransferred(_Data):
     resident: ResidentSnapshot
 
 
+class ResidentRepublished(_Data):
+    """Emitted by a re-publish job (`POST /v1/admin/republish`): a resident's current snapshot, so a
+    projection can be rebuilt whatever the broker kept. Applied by version like registered and
+    updated: one the projection already holds at the same or a newer version changes nothing."""
+
+    resident: ResidentSnapshot
+    job_id: str | None = None
+
+
 RESIDENT_EVENTS: dict[str, type[BaseModel]] = {
     "eldercare.resident.registered.v1": ResidentRegistered,
     "eldercare.resident.updated.v1": ResidentUpdated,
     "eldercare.resident.assessed.v1": ResidentAssessed,
     "eldercare.resident.deceased.v1": ResidentDeceased,
     "eldercare.resident.transferred.v1": ResidentTransferred,
+    "eldercare.resident.snapshot.v1": ResidentRepublished,
 }

@@ -176,12 +176,31 @@ class EventConsumer:
         if consumer is None:
             return None
         total = 0
-        for tp in consumer.assignment():
+        assignment = consumer.assignment()
+        if not assignment:
+            return None  # between a rebalance's revoke and assign: nothing is known, not "caught up"
+        for tp in assignment:
             high = consumer.highwater(tp)
             if high is None:
                 return None
             total += max(0, high - await consumer.position(tp))
         return total
+
+    async def log_extent(self) -> dict[str, dict[int, tuple[int, int]]] | None:
+        """{topic: {partition: (first offset, end offset)}} of this member's partitions as the broker
+        holds them now (None when not connected): how far back a rebuild can read."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        partitions = sorted(consumer.assignment())
+        if not partitions:
+            return None
+        begins = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        out: dict[str, dict[int, tuple[int, int]]] = {}
+        for tp in partitions:
+            out.setdefault(tp.topic, {})[tp.partition] = (begins[tp], ends[tp])
+        return out
 
     async def rewind(self) -> None:
         """Consume this member's partitions again from the beginning (for a rebuild); call it while
@@ -191,6 +210,14 @@ class EventConsumer:
         self._generation += 1
         if self._consumer is not None:
             await self._consumer.seek_to_beginning()
+            # Committed too: a rebalance right after the rewind (members rejoining after a broker
+            # restart) resumes from the committed offsets, which would skip what came before them.
+            partitions = list(self._consumer.assignment())
+            if partitions:
+                try:
+                    await self._consumer.commit(await self._consumer.beginning_offsets(partitions))
+                except KafkaError as exc:
+                    log.warning("consumer %s: could not commit the rewind (%s)", self.name, exc)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         inflight: tuple[Batch, asyncio.Task] | None = None  # only when pipelining

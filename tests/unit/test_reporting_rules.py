@@ -45,6 +45,16 @@ def test_an_older_snapshot_arriving_late_changes_nothing():
     assert apply_event(current, "eldercare.resident.updated.v1", snap(version=2, living_arrangement="with_family")) is None
 
 
+def test_a_republished_snapshot_applies_by_version_like_any_other():
+    current = apply_event(None, "eldercare.resident.registered.v1", snap(version=2))
+    assert apply_event(current, "eldercare.resident.snapshot.v1", snap(version=2)) is None
+    assert apply_event(current, "eldercare.resident.snapshot.v1", snap(version=1, status="deceased")) is None
+    newer = apply_event(current, "eldercare.resident.snapshot.v1", snap(version=3, ability_level=4))
+    assert newer.ability_level == 4 and newer.version == 3
+    # An empty projection (a rebuild after the log was lost) takes the snapshot as the resident.
+    assert apply_event(None, "eldercare.resident.snapshot.v1", snap(version=5)).version == 5
+
+
 def test_death_removes_from_profile_counters_but_keeps_the_status_count():
     alive = apply_event(None, "eldercare.resident.registered.v1", snap())
     dead = apply_event(alive, "eldercare.resident.deceased.v1", SimpleNamespace())

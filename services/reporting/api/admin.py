@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import httpx
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends
 
 from services.reporting import queries
@@ -18,7 +19,8 @@ from shared.service import RuntimeDep, ServiceRuntime
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 CityOnly = Depends(require_roles(Role.CITY))
-REBUILD_TABLES = ("residents", "agg_counts", "facilities", "training", "county_activity")
+LOG_EXTENT_TIMEOUT_S = 10
+REBUILD_TABLES = ("residents", "agg_counts", "facilities", "training", "training_records", "county_activity")
 
 
 @router.post("/admin/rebuild", summary="Rebuild every aggregate from the event log (city only)",
@@ -46,6 +48,28 @@ async def rebuild_status(runtime: RuntimeDep) -> dict:
     started = runtime.state.get("rebuild_started")
     return {"applied": consumer.applied_total, "lag": await consumer.lag(),
             "seconds": round(time.monotonic() - started, 2) if started else None}
+
+
+@router.get("/admin/log", summary="How far back the broker's log reaches, per topic (city only)",
+            dependencies=[CityOnly])
+async def log_extent(runtime: RuntimeDep) -> dict:
+    """First and end offset of every partition reporting reads, and the records between them: a
+    rebuild sees only these (`eldercare replay reporting` re-publishes the registry's state when
+    they cannot hold what reporting has folded)."""
+    try:
+        extent = await asyncio.wait_for(_consumer(runtime).log_extent(), LOG_EXTENT_TIMEOUT_S)
+    except (KafkaError, asyncio.TimeoutError) as exc:
+        # A broker that just restarted answers offsets only once its topics are back.
+        raise ServiceUnavailable(f"The broker did not tell the log's offsets ({type(exc).__name__}); try again.",
+                                 headers={"Retry-After": "2"}) from None
+    if extent is None:
+        raise ServiceUnavailable("The consumer is not connected to the broker yet; try again.",
+                                 headers={"Retry-After": "2"})
+    return {"topics": {topic: {
+        "partitions": {str(p): {"first": first, "end": end} for p, (first, end) in sorted(parts.items())},
+        "records": sum(max(0, end - first) for first, end in parts.values()),
+        "starts_at_zero": all(first == 0 for first, _ in parts.values()),
+    } for topic, parts in extent.items()}}
 
 
 def _consumer(runtime: ServiceRuntime):

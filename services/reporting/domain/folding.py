@@ -10,6 +10,9 @@ from types import SimpleNamespace
 from typing import NamedTuple
 
 CITY = "city"
+# Events carrying the resident's whole state with its version (a re-publish job's snapshot too).
+SNAPSHOT_TYPES = frozenset({"eldercare.resident.registered.v1", "eldercare.resident.updated.v1",
+                            "eldercare.resident.transferred.v1", "eldercare.resident.snapshot.v1"})
 
 
 class ResidentState(NamedTuple):
@@ -43,8 +46,7 @@ def state_from_snapshot(s: dict | object) -> ResidentState:
 
 def apply_event(current: ResidentState | None, event_type: str, data) -> ResidentState | None:
     """The state after an event (None: the event changes nothing we count)."""
-    if event_type in ("eldercare.resident.registered.v1", "eldercare.resident.updated.v1",
-                      "eldercare.resident.transferred.v1"):
+    if event_type in SNAPSHOT_TYPES:
         new = state_from_snapshot(data.resident)
         if current is not None and new.version <= current.version:
             return None  # an older snapshot arriving late must not undo a newer one
