@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import uuid
 from types import SimpleNamespace
 
@@ -45,7 +46,8 @@ async def platform(pg_server_url, private_broker, unique):
     settings = PlatformSettings(database_url=with_database(pg_server_url, name),
                                 kafka_bootstrap_servers=private_broker.bootstrap, log_json=False,
                                 relay_check_interval_s=0.5, kafka_partitions=4,
-                                registry_port=free_port(), reporting_port=free_port())
+                                registry_port=free_port(), reporting_port=free_port(),
+                                jwt_secret=secrets.token_urlsafe(48))
     registry_app, reporting_app = create_registry(settings), create_reporting(settings)
     try:
         async with registry_app.router.lifespan_context(registry_app), \
