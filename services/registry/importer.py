@@ -39,9 +39,11 @@ from services.registry.ids import time_ordered_uuids
 from services.registry.domain.imports import (
     BIRTH_DATE, CATEGORIES, COUNTY, GENDER, ID, ID_NUMBER, LEVEL, LIVING, MAX_ROWS, NAME, ROW_NO,
     STAGED_COLUMNS, STATUS, TOWNSHIP, VILLAGE, EncodingSniffer, HeaderMap, ImportFileError, ImportsBusy,
-    RowChecker, RowError, cell_text, csv_delimiter, detect_kind, header_warnings, id_cell_text, is_blank,
-    looks_like_header, map_headers, missing_columns_message, other_county_message, too_many_rows_message,
+    MAX_CSV_LINE_BYTES, RowChecker, RowError, cell_text, csv_delimiter, csv_line_too_long_message, detect_kind,
+    header_warnings, id_cell_text, is_blank, looks_like_header, map_headers, missing_columns_message,
+    other_county_message, too_many_rows_message,
 )
+from services.registry.xlsx_guard import check_xlsx
 from shared.idcard import mask_id_number
 from shared.messaging.outbox import add_rows
 from shared.messaging.topics import topic_for_event_type
@@ -107,9 +109,22 @@ class ImportFile:
         sniffer = EncodingSniffer()
         lines = 0
         last = b""
+        run = 0  # bytes since the last line break
+        breaks = 0  # line breaks before this block
         with self.path.open("rb") as fh:
             while block := fh.read(1 << 20):
                 sniffer.feed(block)
+                # Bounded before parsing: the csv reader reads a line whole, so one 200 MB "line"
+                # would be 200 MB (and more as text) in memory. A lone \r breaks a line too (old Mac files).
+                pieces = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+                run += len(pieces[0])
+                if run > MAX_CSV_LINE_BYTES or max(map(len, pieces), default=0) > MAX_CSV_LINE_BYTES:
+                    at = 0 if run > MAX_CSV_LINE_BYTES else next(
+                        i for i, piece in enumerate(pieces) if len(piece) > MAX_CSV_LINE_BYTES)
+                    raise ImportFileError(csv_line_too_long_message(breaks + at + 1))
+                if len(pieces) > 1:
+                    run = len(pieces[-1])
+                breaks += len(pieces) - 1
                 lines += block.count(b"\n")
                 last = block
         if last and not last.endswith(b"\n"):
@@ -141,6 +156,8 @@ class ImportFile:
     def _open_sheet(self) -> tuple[Iterator[tuple[int, list]], int]:
         import python_calamine
 
+        if self.kind == "xlsx":
+            check_xlsx(self.path)  # before calamine allocates anything (see xlsx_guard)
         try:
             book = python_calamine.CalamineWorkbook.from_path(str(self.path))
         except Exception as exc:  # noqa: BLE001 - calamine raises its own error types
