@@ -48,6 +48,7 @@ from shared.idcard import mask_id_number
 from shared.messaging.outbox import add_rows
 from shared.messaging.topics import topic_for_event_type
 from shared.observability import current_traceparent
+from shared.privacy import mask_personal
 from shared.regions import load_counties
 
 log = logging.getLogger(__name__)
@@ -702,10 +703,12 @@ async def _record_header(conn: asyncpg.Connection, job_id: uuid.UUID, imported: 
     warnings = header_warnings(imported.headers)
     texts = list(imported.headers.unknown) + list(imported.headers.repeated)
     if warnings:
+        # A header is typed text like any cell: a number in it is masked the same way.
         await conn.executemany(
             "INSERT INTO import_errors (job_id, row_no, column_name, value, message) "
             "VALUES ($1, $2, $3, NULL, $4)",
-            [(job_id, imported.header_row, column, message) for column, message in zip(texts, warnings)])
+            [(job_id, imported.header_row, mask_personal(column)[:200], mask_personal(message))
+             for column, message in zip(texts, warnings)])
     await conn.execute("UPDATE import_jobs SET total_rows = $2 WHERE id = $1", job_id,
                        imported.estimated_rows)
 

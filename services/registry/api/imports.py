@@ -23,6 +23,7 @@ from services.registry.domain.imports import (
 )
 from services.registry.importer import UploadSink, check_capacity, create_job, import_dir, start_import
 from shared.auth import CurrentPrincipal, Principal, Role
+from shared.privacy import spreadsheet_cell
 from shared.problems import BadRequest, Forbidden, PayloadTooLarge
 from shared.service import RuntimeDep
 
@@ -308,7 +309,9 @@ async def _errors_csv(runtime, job_id: uuid.UUID) -> AsyncIterator[bytes]:
         buffer.truncate()
         async for r in conn.cursor("SELECT row_no, column_name, value, message FROM import_errors "
                                    "WHERE job_id = $1 ORDER BY row_no, column_name", job_id, prefetch=2000):
-            writer.writerow((r["row_no"], r["column_name"], r["value"] or "", r["message"]))
+            # What a clerk typed may start a formula (=HYPERLINK(...), +cmd|...): neutralised for Excel.
+            writer.writerow((r["row_no"], spreadsheet_cell(r["column_name"]), spreadsheet_cell(r["value"] or ""),
+                             spreadsheet_cell(r["message"])))
             batch += 1
             if batch >= 2000:
                 yield buffer.getvalue().encode()

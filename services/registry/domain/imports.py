@@ -26,6 +26,7 @@ from shared.idcard import (
     CHECK_CHARACTERS, EARLIEST_BIRTH_YEAR, WEIGHTS, IdNumberError, mask_id_number, mask_phone,
     parse_id_number,
 )
+from shared.privacy import mask_personal
 from shared.problems import NotFound, Problem, ServiceUnavailable
 from shared.regions import PROVINCE_CODES
 
@@ -314,16 +315,17 @@ def is_blank(cells: Sequence[object]) -> bool:
 
 
 def shown_value(field_name: str, value: str, limit: int = 50) -> str:
-    """A cell as the error report may show it: ID and phone numbers masked (SPEC §2 "Privacy"),
-    anything else cut to `limit` characters."""
+    """A cell as the error report may show it (SPEC §2 "Privacy"): every ID and phone number in it
+    masked, whatever the column (a clerk types a phone number into the address), an ID number stored
+    as a number too (4.**************E+17); a personal column masked even when its content is no
+    recognisable number; anything else cut to `limit` characters."""
     text = value.strip()
     if not text:
         return ""
-    if field_name == "id_number":
-        return mask_id_number(text) or ""
-    if field_name in PERSONAL_COLUMNS:
-        return mask_phone(text) or ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    masked = mask_personal(text) or ""
+    if field_name in PERSONAL_COLUMNS and masked == text:
+        masked = (mask_id_number(text) if field_name == "id_number" else mask_phone(text)) or ""
+    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
 
 
 # ---------------------------------------------------------------- messages ------------------
@@ -574,7 +576,8 @@ class RowChecker:
         return (row_no, self.new_id()) + staged + (status,)
 
     def _reject(self, row_no: int, field_name: str, value: str, message: str) -> None:
-        self.errors.append((row_no, self.headers.column(field_name), shown_value(field_name, value), message))
+        self.errors.append((row_no, self.headers.column(field_name), shown_value(field_name, value),
+                            mask_personal(message)))
         self.rejected += 1
         return None
 
@@ -591,7 +594,7 @@ class RowChecker:
             value = raw.get(problem.field) or ""
             if problem.field == "id_number" and _SCIENTIFIC.match(value):
                 # validate_resident calls it a bad character; the clerk needs to hear why.
-                self.errors.append((row_no, self.headers.column("id_number"), value.strip(),
+                self.errors.append((row_no, self.headers.column("id_number"), shown_value("id_number", value),
                                     scientific_id_message(value)))
                 continue
             if problem.field == "id_number":
@@ -602,8 +605,9 @@ class RowChecker:
                     message = id_number_message(exc, value)
             else:
                 message = clerk_message(problem.field, problem.message, value)
+            # Messages quote what was typed ('xxx' is not a living arrangement): masked by content too.
             self.errors.append((row_no, self.headers.column(problem.field), shown_value(problem.field, value),
-                                message))
+                                mask_personal(message)))
         return None
 
 

@@ -14,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from services.reporting import queries
 from services.reporting.api.auth import AggregateReader, check_aggregate_reader
 from services.reporting.worker import broadcaster_of
+from shared.privacy import spreadsheet_safe
 from shared.problems import NotFound, Problem
 from shared.regions import load_counties
 from shared.service import RuntimeDep, ServiceRuntime
@@ -88,7 +89,8 @@ for key, label in INDICATOR_LABELS:
 
 def export_table(rows: list[dict]) -> tuple[list[str], list[list]]:
     headers = [name for name, _ in EXPORT_COLUMNS]
-    return headers, [[fn(r) for _, fn in EXPORT_COLUMNS] for r in rows]
+    # Both exports are opened in a spreadsheet: no text cell may start a formula.
+    return headers, spreadsheet_safe([fn(r) for _, fn in EXPORT_COLUMNS] for r in rows)
 
 
 @router.get("/exports/targets.csv", summary="The targets table as CSV (Chinese headers, UTF-8 with BOM)",
