@@ -8,12 +8,15 @@ would run as a formula (OWASP "CSV injection"). Pure: no I/O, unit-tested.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Iterable
 
 from shared.idcard import mask_id_number, mask_phone
 
-__all__ = ["mask_personal", "mask_scientific", "spreadsheet_safe", "spreadsheet_cell", "FORMULA_STARTS"]
+__all__ = ["mask_personal", "mask_scientific", "spreadsheet_safe", "spreadsheet_cell", "FORMULA_STARTS",
+           "keyed_hash"]
 
 # Left alone: identifiers of our own that may hold long digit runs (UUIDs, W3C trace and span ids).
 _OURS = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|(?<![0-9A-Za-z])(?:[0-9a-f]{32}|[0-9a-f]{16})(?![0-9A-Za-z])"
@@ -85,3 +88,11 @@ def spreadsheet_cell(value):
 def spreadsheet_safe(rows: Iterable[Iterable]) -> list[list]:
     """Every row of a table about to be written to a spreadsheet, each cell through `spreadsheet_cell`."""
     return [[spreadsheet_cell(v) for v in row] for row in rows]
+
+
+def keyed_hash(secret: str, purpose: str, value: str) -> str:
+    """HMAC-SHA256 of `value` under a key derived from `secret` for `purpose`, hex. An ID number has
+    too few possible values for a plain hash to hide it (region x date x sequence can be tried in
+    minutes); without the key the hash says nothing, with it an auditor can check a given number."""
+    key = hmac.new(secret.encode(), f"eldercare/{purpose}".encode(), hashlib.sha256).digest()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()

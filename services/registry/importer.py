@@ -790,24 +790,38 @@ def start_import(runtime, job_id: uuid.UUID, path: Path, *, scope_county: str | 
     return task
 
 
+async def _import_holding_lock(conn: asyncpg.Connection, job_id: uuid.UUID, path: Path,
+                               scope_county: str | None) -> None:
+    # Hold the job's lock while queued too, so another replica's start-up leaves it alone.
+    await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", _lock_key(job_id))
+    try:
+        async with _slots():
+            outcome = await run_import(conn, job_id, path, scope_county=scope_county, locked=True)
+    except asyncio.CancelledError:
+        # Stopped while still queued (a running import has marked itself already).
+        await asyncio.shield(_finish_quietly(conn, job_id, _interrupted_message(0)))
+        raise
+    finally:
+        await _unlock(conn, job_id)
+    log.info("import finished", extra={"fields": {k: outcome[k] for k in (
+        "job_id", "status", "processed", "accepted", "updated", "unchanged", "rejected")}})
+    if outcome["accepted"] + outcome["updated"] >= VACUUM_AFTER_ROWS:
+        await refresh_visibility(conn)
+
+
 async def _run_in_service(runtime, job_id: uuid.UUID, path: Path, scope_county: str | None) -> None:
     try:
         async with runtime.db.pool.acquire() as conn:
-            # Hold the job's lock while queued too, so another replica's start-up leaves it alone.
-            await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", _lock_key(job_id))
+            # An import is bounded by its file's checks, not by the API's statement timeout (a chunk's
+            # upsert, the VACUUM after); the connection gets its default back before the pool does.
+            await conn.execute("SET statement_timeout = 0")
             try:
-                async with _slots():
-                    outcome = await run_import(conn, job_id, path, scope_county=scope_county, locked=True)
-            except asyncio.CancelledError:
-                # Stopped while still queued (a running import has marked itself already).
-                await asyncio.shield(_finish_quietly(conn, job_id, _interrupted_message(0)))
-                raise
+                await _import_holding_lock(conn, job_id, path, scope_county)
             finally:
-                await _unlock(conn, job_id)
-            log.info("import finished", extra={"fields": {k: outcome[k] for k in (
-                "job_id", "status", "processed", "accepted", "updated", "unchanged", "rejected")}})
-            if outcome["accepted"] + outcome["updated"] >= VACUUM_AFTER_ROWS:
-                await refresh_visibility(conn)
+                try:
+                    await asyncio.shield(conn.execute("RESET statement_timeout"))
+                except Exception:  # noqa: BLE001 - a broken connection is not returned as it is
+                    conn.terminate()
     except asyncio.CancelledError:
         raise
     except Exception:  # noqa: BLE001 - a task's exception would otherwise be lost

@@ -218,8 +218,8 @@ async def test_bad_rows_are_reported_and_the_good_ones_imported(registry, puyang
 
     page = (await registry.get(job["links"]["errors"], params={"format": "json", "limit": 4},
                                headers=puyang)).json()
-    assert [i["row"] for i in page["items"]] == [3, 4, 5, 6] and page["next_cursor"] == 6
-    rest = (await registry.get(job["links"]["errors"], params={"format": "json", "cursor": 6},
+    assert [i["row"] for i in page["items"]] == [3, 4, 5, 6] and page["next_cursor"]
+    rest = (await registry.get(job["links"]["errors"], params={"format": "json", "cursor": page["next_cursor"]},
                                headers=puyang)).json()
     assert [i["row"] for i in rest["items"]] == [7, 8] and rest["next_cursor"] is None
     assert set(rest["items"][0]) == {"row", "column", "value", "message"}
