@@ -79,3 +79,12 @@ async def test_api_connections_carry_a_statement_timeout_and_a_cancelled_query_i
     finally:
         await quick.close()
     assert uuid.uuid4()
+
+
+async def test_a_nul_in_an_imported_cell_rejects_that_row_naming_the_column(registry, city):
+    content = csv_bytes([person(), person(name="王\u0000秀英"), person(address="东街\u00003号"), person()])
+    job = await import_file(registry, city, content)
+    assert (job["status"], job["accepted"], job["rejected"]) == ("succeeded", 2, 2), job
+    page = (await registry.get(job["links"]["errors"], params={"format": "json"}, headers=city)).json()
+    assert [(i["row"], i["column"]) for i in page["items"]] == [(3, "姓名"), (4, "详细地址")]
+    assert all("\x00" not in i["value"] and "NUL" in i["message"] for i in page["items"])

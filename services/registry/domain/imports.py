@@ -386,6 +386,12 @@ def clerk_message(field_name: str, english: str, value: str) -> str:
     return f"{zh} / {english}"
 
 
+def nul_message(field_name: str) -> str:
+    label = FIELD_LABELS_ZH.get(field_name, field_name)
+    return (f"{label}含有不可见的空字符(NUL),请删除后重新导入 / {field_name} contains a NUL character; "
+            "delete it and import again")
+
+
 def status_message(value: str) -> str:
     return (f"状态“{value.strip()}”无法识别,请填写 正常、死亡 或 迁出 / "
             f"'{value.strip()}' is not a status; use active 正常, deceased 死亡 or transferred 迁出")
@@ -552,6 +558,11 @@ class RowChecker:
             v = cells  # the template's own column order
         else:
             v = [cells[i] if 0 <= i < n else "" for i in self._ix]
+        if "\x00" in "".join(v):
+            # PostgreSQL text cannot hold a NUL (COPY would fail the whole chunk): this row only.
+            at = next(i for i, c in enumerate(v) if "\x00" in c)
+            return self._reject(row_no, IMPORT_FIELDS[at], v[at].replace("\x00", "\ufffd"),
+                                nul_message(IMPORT_FIELDS[at]))
         staged = self._fast(v)
         if staged is None:
             staged = self._slow(row_no, v)
