@@ -1,10 +1,9 @@
 """ASGI middleware shared by every service: trace context, request metrics, body size limit, and
-text PostgreSQL cannot store (NUL characters, lone surrogates) refused before any handler runs."""
+text PostgreSQL cannot store (the NUL character) refused before any handler runs."""
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 from urllib.parse import parse_qsl
@@ -22,19 +21,14 @@ def _problem_bytes(status: int, title: str, detail: str, slug: str, field: str =
                          "field": field, "errors": [{"field": field, "message": detail}]})
 
 
-# JSON writes a NUL only as this escape, a lone surrogate only as \ud800-\udfff (either case).
-_JSON_SUSPECT = re.compile(rb"\\u0000|\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# JSON carries a NUL only as this escape. (Unpaired surrogates, the other text PostgreSQL cannot
+# store, are refused by pydantic's JSON parsing already.)
+_JSON_NUL = b"\\u0000"
 
 
 def unstorable(text: str) -> bool:
-    """Text PostgreSQL cannot store: a NUL character, or a lone surrogate (not encodable as UTF-8)."""
-    if "\x00" in text:
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+    """Text PostgreSQL cannot store in a text column: one holding a NUL character."""
+    return "\x00" in text
 
 
 def unstorable_field(value: Any, path: str = "") -> str | None:
@@ -171,7 +165,7 @@ class PlatformMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-        if _JSON_SUSPECT.search(body):
+        if _JSON_NUL in body:
             try:
                 parsed = json.loads(body)
             except ValueError:
@@ -191,7 +185,7 @@ class PlatformMiddleware:
 
     @staticmethod
     async def _unstorable(send: Send, field: str) -> None:
-        detail = f"{field}: must not contain a NUL character or an unpaired surrogate"
+        detail = f"{field}: must not contain the NUL character"
         body = _problem_bytes(422, "Unprocessable content", detail, "validation-error", field)
         await send({"type": "http.response.start", "status": 422,
                     "headers": [(b"content-type", PROBLEM_JSON.encode()),
