@@ -327,3 +327,14 @@ def test_resident_ids_are_version_7_and_sorted_in_the_order_drawn():
     drawn = [stream() for _ in range(250)]
     assert drawn == sorted(drawn) and drawn[0] > ids[-1]
     assert new_resident_id().version == 7
+
+
+def test_the_csv_line_bound_finds_any_line_beyond_the_limit_across_blocks():
+    from services.registry.importer import _line_run
+
+    limit = 1000
+    assert _line_run(b"a" * limit, 0, limit) == limit and _line_run(b"a" * (limit + 1), 0, limit) is None
+    assert _line_run(b"a\n" + b"b" * limit + b"\nc", 0, limit) == 1
+    assert _line_run(b"a\n" + b"b" * (limit + 1) + b"\nc", 0, limit) is None
+    assert _line_run(b"x" * 10 + b"\n", limit - 10, limit) == 0 and _line_run(b"x" * 11 + b"\n", limit - 10, limit) is None
+    assert _line_run((b"y" * 99 + b"\n") * 1000, 0, limit) == 0
