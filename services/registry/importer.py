@@ -259,7 +259,7 @@ def _line_run(block: bytes, run: int, limit: int) -> int | None:
         if nxt < 0:
             return None
         at = nxt
-    return len(block) - at - 1
+    return len(block) - block.rfind(b"\n", at) - 1
 
 
 def _encoding_message(line: int | None = None) -> str:
