@@ -32,6 +32,8 @@ from services.registry.domain.imports import (
 )
 
 _BLOCK = 1 << 20
+# Carried between blocks: an unfinished tag (a real one is a few hundred bytes).
+_TAIL_MAX = 64 * 1024
 # Parts this large must not be compressed beyond MAX_RATIO (XML of real sheets compresses 5-20x).
 _RATIO_FROM_BYTES = 8 << 20
 
@@ -150,7 +152,7 @@ def _six_digit_rows(blocks: Iterator[bytes]) -> int:
     for block in blocks:
         data = tail + block
         cut = data.rfind(b"<")
-        data, tail = (data[:cut], data[cut:]) if cut > 0 else (b"", data)
+        data, tail = (data[:cut], data[cut:]) if cut > 0 else (data, b"") if len(data) > _TAIL_MAX else (b"", data)
         found = _ROWS_6.findall(data)
         if found:
             best = max(best, max(found))  # equal-length digit strings compare like their numbers
@@ -190,6 +192,11 @@ class _FastScan:
         data = self._tail + block
         cut = data.rfind(b"<")
         if cut <= 0:
+            # No tag starts after the first byte: a long text. The patterns are short prefixes, so
+            # scanning it now loses nothing, and the tail never grows with the text.
+            if len(data) > _TAIL_MAX:
+                self._scan(data)
+                data = b""
             self._tail = data
             return
         # Cut before the last tag start, so every tag scanned is whole.
@@ -226,7 +233,9 @@ def _exact_extent(blocks: Iterator[bytes]) -> tuple[int, int]:
     for block in blocks:
         data = tail + block
         cut = data.rfind(b"<")
-        data, tail = (data[:cut], data[cut:]) if cut > 0 else (b"", data)
+        if cut <= 0 and len(data) > _TAIL_MAX and data.find(b">") < 0:
+            raise ImportFileError(zip_refused_message("unreadable"))  # a tag longer than 64 KB
+        data, tail = (data[:cut], data[cut:]) if cut > 0 else (data, b"") if len(data) > _TAIL_MAX else (b"", data)
         for match in _TAG.finditer(data):
             kind, attrs = match.group(1), match.group(2)
             ref = _R_ATTR.search(attrs)
