@@ -104,11 +104,12 @@ async def wait_for_database(url: str, timeout: float = 60.0) -> None:
 class Database:
     """A service's database: asyncpg pool + SQLAlchemy engine, both confined to its schema."""
 
-    def __init__(self, url: str, schema: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, schema: str, pool_size: int = 10, statement_timeout_s: float = 30.0) -> None:
         quote_ident(schema)
         self.url = url
         self.schema = schema
         self.pool_size = pool_size
+        self.statement_timeout_ms = int(statement_timeout_s * 1000)
         self.pool: asyncpg.Pool | None = None
         self.engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
@@ -120,7 +121,9 @@ class Database:
             max_size=self.pool_size,
             # No parallel workers for API queries: on a few cores under concurrent requests, starting
             # workers costs more than it saves (a county search took 38 ms parallel, 22 ms alone).
-            server_settings={"search_path": self.schema, "max_parallel_workers_per_gather": "0"},
+            server_settings={"search_path": self.schema, "max_parallel_workers_per_gather": "0",
+                             # No request runs unbounded: the session default of every pooled connection.
+                             "statement_timeout": str(self.statement_timeout_ms)},
             init=_init_connection,
             reset=_release_quickly,
         )
@@ -129,7 +132,8 @@ class Database:
             pool_size=self.pool_size,
             max_overflow=5,
             pool_pre_ping=True,
-            connect_args={"server_settings": {"search_path": self.schema}},
+            connect_args={"server_settings": {"search_path": self.schema,
+                                              "statement_timeout": str(self.statement_timeout_ms)}},
         )
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
 

@@ -1,8 +1,12 @@
-"""ASGI middleware shared by every service: trace context, request metrics, body size limit."""
+"""ASGI middleware shared by every service: trace context, request metrics, body size limit, and
+text PostgreSQL cannot store (the NUL character) refused before any handler runs."""
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.responses import JSONResponse
@@ -12,19 +16,58 @@ from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, continue_trace, re
 from shared.problems import PROBLEM_JSON, TYPE_BASE
 
 
-def _problem_bytes(status: int, title: str, detail: str, slug: str) -> bytes:
+def _problem_bytes(status: int, title: str, detail: str, slug: str, field: str = "body") -> bytes:
     return orjson.dumps({"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail,
-                         "field": "body", "errors": [{"field": "body", "message": detail}]})
+                         "field": field, "errors": [{"field": field, "message": detail}]})
+
+
+# JSON carries a NUL only as this escape. (Unpaired surrogates, the other text PostgreSQL cannot
+# store, are refused by pydantic's JSON parsing already.)
+_JSON_NUL = b"\\u0000"
+
+
+def unstorable(text: str) -> bool:
+    """Text PostgreSQL cannot store in a text column: one holding a NUL character."""
+    return "\x00" in text
+
+
+def unstorable_field(value: Any, path: str = "") -> str | None:
+    """The first field (dotted path, list items by index) whose text, or key, PostgreSQL cannot store."""
+    if isinstance(value, str):
+        return (path or "body") if unstorable(value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        name = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and unstorable(key):
+            return name
+        found = unstorable_field(item, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _query_field(query: bytes) -> str | None:
+    # Starlette decodes invalid UTF-8 in a query as U+FFFD, so only a NUL can get through.
+    if b"%00" not in query and b"\x00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True, errors="replace"):
+        if "\x00" in name:
+            return "query"
+        if "\x00" in value:
+            return name
+    return None
 
 
 class PlatformMiddleware:
     """Enter the caller's trace (W3C traceparent), time the request, refuse oversize bodies (413)."""
 
     def __init__(self, app: ASGIApp, service: str, max_body_bytes: int,
-                 path_limits: dict[str, int] | None = None) -> None:
+                 path_limits: dict[str, int] | None = None, own_text_checks: tuple[str, ...] = ()) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        # Paths that judge unstorable text themselves (the ingest gateway: a verdict per event).
+        self.own_text_checks = own_text_checks
         # Longest prefix first, e.g. a spreadsheet upload path allows more than the default.
         self.path_limits = sorted((path_limits or {}).items(), key=lambda kv: -len(kv[0]))
 
@@ -52,7 +95,29 @@ class PlatformMiddleware:
             reset_traceparent(token)
             return
 
+        path = scope.get("path", "")
+        bad = ("path" if unstorable(path) else _query_field(scope.get("query_string", b""))
+               or next((name.decode("latin-1") for name, value in scope.get("headers") or []
+                        if b"\x00" in value), None))
+        if bad is not None:
+            await self._unstorable(send, bad)
+            reset_traceparent(token)
+            return
+
         received = 0
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        own_check = bool(self.own_text_checks) and path.startswith(self.own_text_checks)
+        if (content_type == b"application/json" or content_type.endswith(b"+json")) and not own_check:
+            try:
+                receive = await self._checked_json(receive, limit)
+            except _BodyTooLarge:
+                await self._too_large(send, limit)
+                reset_traceparent(token)
+                return
+            except _Unstorable as exc:
+                await self._unstorable(send, exc.field)
+                reset_traceparent(token)
+                return
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -84,6 +149,50 @@ class PlatformMiddleware:
             reset_traceparent(token)
 
     @staticmethod
+    async def _checked_json(receive: Receive, limit: int) -> Receive:
+        """Read a JSON body whole (it is small: the size limit applies), refuse unstorable text in it
+        naming the field, and hand the body on unchanged."""
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise _BodyTooLarge()
+            if not message.get("more_body", False):
+                break
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        if _JSON_NUL in body:
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None  # the route answers malformed JSON itself
+            field = unstorable_field(parsed) if parsed is not None else None
+            if field is not None:
+                raise _Unstorable(field)
+        replay = iter(messages)
+
+        async def replayed() -> Message:
+            try:
+                return next(replay)
+            except StopIteration:
+                return await receive()
+
+        return replayed
+
+    @staticmethod
+    async def _unstorable(send: Send, field: str) -> None:
+        detail = f"{field}: must not contain the NUL character"
+        body = _problem_bytes(422, "Unprocessable content", detail, "validation-error", field)
+        await send({"type": "http.response.start", "status": 422,
+                    "headers": [(b"content-type", PROBLEM_JSON.encode()),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
     async def _too_large(send: Send, limit: int) -> None:
         body = _problem_bytes(413, "Payload too large", f"The request body exceeds {limit} bytes.",
                               "payload-too-large")
@@ -95,6 +204,12 @@ class PlatformMiddleware:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _Unstorable(Exception):
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
 
 
 class FastJSONResponse(JSONResponse):

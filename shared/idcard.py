@@ -43,21 +43,25 @@ def check_character(first17: str) -> str:
 
 
 def mask_id_number(v: str | None) -> str | None:
-    """Keep the region code and the last four, hide the birth date (SPEC §2 "Privacy").
+    """Keep the region code and the sequence, hide the birth date and the check character.
 
-    `410928194501011234` → `410928********1234`. Other lengths (old 15-digit numbers,
-    typing errors) keep at most 6 + 4 characters and hide at least half of the rest.
+    `410928194501011234` → `410928********123*`. The check character is computed from every digit,
+    the birth date's too: shown next to the region and sequence it would narrow the date down to a
+    few dozen candidates (and the age shown beside it to fewer). Old 15-digit numbers keep region and
+    sequence; other lengths (typing errors) keep at most 6 + 3 characters and hide the rest.
     """
     if v is None:
         return None
     s = str(v)
     n = len(s)
+    if n == 15:  # GB 11643-1989: region, YYMMDD, sequence, no check character
+        return s[:6] + "*" * 6 + s[12:]
     if n >= 14:
-        return s[:6] + "*" * (n - 10) + s[-4:]
+        return s[:6] + "*" * (n - 10) + s[-4:-1] + "*"
     if n >= 8:
-        keep = n // 4  # short, malformed input: show a little at each end, hide the middle
-        return s[:keep] + "*" * (n - 2 * keep) + s[-keep:]
-    return "*" * max(n - 2, 0) + s[-2:] if n > 2 else "*" * n
+        keep = n // 4  # short, malformed input: show a little at the start, hide the rest
+        return s[:keep] + "*" * (n - keep)
+    return "*" * n
 
 
 def mask_phone(v: str | None) -> str | None:

@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from shared.privacy import mask_personal
+
 _traceparent: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
 # W3C Trace Context §3.2: version-traceid-parentid-flags, lower-case hex, all-zero ids invalid.
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
@@ -57,7 +59,9 @@ def reset_traceparent(token: contextvars.Token) -> None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; personal data never reaches here (callers log masked values)."""
+    """One JSON object per line. Callers log masked values, and whatever personal data still slips
+    into a message, a field or a traceback (a query's parameters, a cell quoted in an error) is
+    masked here by content: ID and phone numbers never reach the log."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -69,16 +73,23 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "service": self.service,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": mask_personal(record.getMessage()),
         }
         trace_id = current_trace_id()
         if trace_id:
             entry["trace_id"] = trace_id
         for key, value in getattr(record, "fields", {}).items():
-            entry[key] = value
+            entry[key] = mask_personal(value) if isinstance(value, str) else value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+            entry["exc"] = mask_personal(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False, default=lambda v: mask_personal(str(v)))
+
+
+class MaskingFormatter(logging.Formatter):
+    """The plain-text format (LOG_JSON=false), masked by content like the JSON one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_personal(super().format(record)) or ""
 
 
 def configure_logging(service: str, level: str = "INFO", as_json: bool = True) -> None:
@@ -87,7 +98,7 @@ def configure_logging(service: str, level: str = "INFO", as_json: bool = True) -
     if as_json:
         handler.setFormatter(JsonFormatter(service))
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(MaskingFormatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

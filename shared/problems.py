@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -86,6 +87,10 @@ class Unprocessable(Problem):
     status, title, slug = 422, "Unprocessable content", "validation-error"
 
 
+class TooManyRequests(Problem):
+    status, title, slug = 429, "Too many requests", "too-many-requests"
+
+
 class ServiceUnavailable(Problem):
     status, title, slug = 503, "Service unavailable", "unavailable"
 
@@ -138,6 +143,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         problem.title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         problem.slug = f"http-{exc.status_code}"
         return problem_response(problem, request)
+
+    @app.exception_handler(asyncpg.QueryCanceledError)
+    async def _too_slow(request: Request, exc: asyncpg.QueryCanceledError) -> JSONResponse:
+        # statement_timeout (shared/db.py): the request asked for more work than an API call may do.
+        log.warning("statement cancelled on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return problem_response(ServiceUnavailable(
+            "The request took too long and was stopped; narrow it (filters, a smaller page) or retry later.",
+            headers={"Retry-After": "5"}), request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -81,7 +81,8 @@ async def start_runtime(name: str, settings: PlatformSettings, consumers: Consum
     url = require_database_url(settings)
     bootstrap = require_bootstrap(settings)
     await _wait_and_migrate(name, url)
-    db = Database(url, schema=name, pool_size=settings.db_pool_size)
+    db = Database(url, schema=name, pool_size=settings.db_pool_size,
+                  statement_timeout_s=settings.db_statement_timeout_s)
     await db.start()
     runtime = ServiceRuntime(name=name, settings=settings, db=db)
     runtime.relay = OutboxRelay(
@@ -157,6 +158,7 @@ def create_service_app(
     max_body_bytes: int = 5 * 1024 * 1024,
     path_limits: dict[str, int] | None = None,
     on_start: Callable[[ServiceRuntime], object] | None = None,
+    own_text_checks: tuple[str, ...] = (),
 ) -> FastAPI:
     """The FastAPI app of a service, with the platform's lifespan, middleware and operations routes."""
 
@@ -197,7 +199,7 @@ def create_service_app(
     install_problem_handlers(app)
     document_bearer_auth(app)
     app.add_middleware(PlatformMiddleware, service=name, max_body_bytes=max_body_bytes,
-                       path_limits=path_limits)
+                       path_limits=path_limits, own_text_checks=own_text_checks)
     app.include_router(health_router(name))
     for router in routers:
         app.include_router(router)

@@ -88,6 +88,9 @@ class PlatformSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     db_pool_size: int = 10
+    # No API statement runs longer (PostgreSQL cancels it; the caller gets a 503). Imports lift it
+    # for their own connection; 0 turns it off.
+    db_statement_timeout_s: float = Field(30.0, ge=0)
 
     @model_validator(mode="after")
     def _refuse_unsafe_secrets(self) -> "PlatformSettings":

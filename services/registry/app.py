@@ -23,6 +23,8 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         routers=[residents_router, events_router, stats_router, imports_router, admin_router],
         # A 1,000,000-row spreadsheet is 100-200 MB of CSV.
         path_limits={"/v1/imports": 256 * 1024 * 1024},
+        # The ingest gateway names a NUL in an event's field in that event's verdict.
+        own_text_checks=("/v1/events",),
         consumers=build_consumers,
         settings=settings,
         on_start=on_start,

@@ -15,14 +15,17 @@ from services.registry.domain.errors import (
 )
 from services.registry.domain.residents import ResidentFields, age_on
 from services.registry.ids import new_resident_id
-from services.registry.store import RESIDENT_COLUMNS, fetch_resident, owner_county_of, write_audit
+from services.registry.domain.access import LOOKUP_WINDOW, LOOKUPS_PER_WINDOW, lookup_retry_after, reason_problem
+from services.registry.store import (
+    LOOKUP_ACTION, RESIDENT_COLUMNS, fetch_resident, owner_county_of, recent_lookups, write_audit,
+)
 from shared.auth import Principal, Role
 from shared.events import make_event
 from shared.events.residents import ResidentSnapshot
 from shared.idcard import mask_id_number, mask_phone
 from shared.messaging.outbox import add_events
 from shared.observability import current_trace_id
-from shared.problems import BadRequest, Forbidden
+from shared.problems import BadRequest, Forbidden, TooManyRequests
 
 SOURCE = "registry"
 PERSONAL_FIELDS = ["id_number", "phone", "emergency_phone", "birth_date"]
@@ -43,7 +46,9 @@ def can_reveal(principal: Principal, county_code: str) -> bool:
 
 def resident_view(row: asyncpg.Record, *, reveal: bool, today: date | None = None) -> dict:
     """The API's resident: personal numbers masked unless revealed (and then audited by the caller).
-    The birth date is personal too: with a masked ID number it would give the whole number back."""
+    The birth date is personal too: with a masked ID number it would give the whole number back, so a
+    masked view narrows it no further than the age does (~365 dates; an ID-number lookup to confirm
+    one is audited and rate-limited)."""
     today = today or today_local()
     age = age_on(row["birth_date"], today)
     view = {
@@ -60,8 +65,10 @@ def resident_view(row: asyncpg.Record, *, reveal: bool, today: date | None = Non
         "ability_level": row["ability_level"],
         "emergency_contact": row["emergency_contact"],
         "emergency_phone": row["emergency_phone"] if reveal else mask_phone(row["emergency_phone"]),
+        # Masked, the age is all of the birth date shown: the year beside it would tell whether the
+        # birthday has passed, and the masked ID number hides the check character for the same reason.
         "birth_date": row["birth_date"].isoformat() if reveal else None,
-        "birth_year": row["birth_date"].year,
+        "birth_year": row["birth_date"].year if reveal else None,
         "age": age,
         "gender": row["gender"],
         "advanced_age": age >= 80,
@@ -130,14 +137,44 @@ async def audit_reveal(conn: asyncpg.Connection, principal: Principal, rows: lis
                       trace_id=current_trace_id())
 
 
+def check_reason(reason: str | None) -> str:
+    """The reason for an identity access, normalised; 400 when missing, 422 when not a real one."""
+    problem = reason_problem(reason)
+    if problem is not None:
+        kind, message = problem
+        raise (BadRequest if kind == "missing" else InvalidRecord)(message, field="reason")
+    return " ".join((reason or "").split())
+
+
 def check_reveal(principal: Principal, county_code: str | None, reveal: bool, reason: str | None) -> None:
     if not reveal:
         return
     if county_code is not None and not can_reveal(principal, county_code) or principal.role not in (Role.CITY, Role.COUNTY):
         raise Forbidden("This role may not see ID and phone numbers in clear.", field="reveal")
-    if not reason or len(reason.strip()) < 4:
-        raise BadRequest("Say why you need the numbers in clear (reason); it is written to the audit log.",
-                         field="reason")
+    check_reason(reason)
+
+
+async def audit_lookup(conn: asyncpg.Connection, principal: Principal, id_number_hash: str,
+                       rows: list[asyncpg.Record], reason: str) -> None:
+    """An ID-number lookup is an identity access whether it finds anyone or not: who, when, why and
+    which number (its keyed hash), like a reveal."""
+    await write_audit(conn, actor=principal.subject, role=principal.role.value, county_code=principal.county,
+                      action=LOOKUP_ACTION, resident_ids=[r["id"] for r in rows] or [None], fields=["id_number"],
+                      reason=reason, trace_id=current_trace_id(), id_number_hash=id_number_hash)
+
+
+async def check_lookup_rate(conn: asyncpg.Connection, principal: Principal) -> None:
+    """429 once the caller has looked up LOOKUPS_PER_WINDOW people within LOOKUP_WINDOW. Call inside
+    the transaction that writes the lookup's audit row: the per-caller lock makes concurrent lookups
+    count one after the other, across processes."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"lookup:{principal.subject}")
+    now = await conn.fetchval("SELECT now()")
+    recent = await recent_lookups(conn, principal.subject, now - LOOKUP_WINDOW, LOOKUPS_PER_WINDOW)
+    retry = lookup_retry_after(recent, now)
+    if retry is not None:
+        raise TooManyRequests(
+            f"At most {LOOKUPS_PER_WINDOW} ID-number lookups a minute per caller; retry in {retry} s.",
+            field="id_number", headers={"Retry-After": str(retry)}, retry_after=retry)
 
 
 # ---------------------------------------------------------------- commands

@@ -39,13 +39,16 @@ from services.registry.ids import time_ordered_uuids
 from services.registry.domain.imports import (
     BIRTH_DATE, CATEGORIES, COUNTY, GENDER, ID, ID_NUMBER, LEVEL, LIVING, MAX_ROWS, NAME, ROW_NO,
     STAGED_COLUMNS, STATUS, TOWNSHIP, VILLAGE, EncodingSniffer, HeaderMap, ImportFileError, ImportsBusy,
-    RowChecker, RowError, cell_text, csv_delimiter, detect_kind, header_warnings, id_cell_text, is_blank,
-    looks_like_header, map_headers, missing_columns_message, other_county_message, too_many_rows_message,
+    MAX_CSV_LINE_BYTES, RowChecker, RowError, cell_text, csv_delimiter, csv_line_too_long_message, detect_kind,
+    header_warnings, id_cell_text, is_blank, looks_like_header, map_headers, missing_columns_message,
+    other_county_message, too_many_rows_message,
 )
+from services.registry.xlsx_guard import check_xlsx
 from shared.idcard import mask_id_number
 from shared.messaging.outbox import add_rows
 from shared.messaging.topics import topic_for_event_type
 from shared.observability import current_traceparent
+from shared.privacy import mask_personal
 from shared.regions import load_counties
 
 log = logging.getLogger(__name__)
@@ -107,9 +110,27 @@ class ImportFile:
         sniffer = EncodingSniffer()
         lines = 0
         last = b""
+        run = 0  # bytes since the last line break
+        breaks = 0  # line breaks before this block
         with self.path.open("rb") as fh:
             while block := fh.read(1 << 20):
                 sniffer.feed(block)
+                # Bounded before parsing: the csv reader reads a line whole, so one 200 MB "line"
+                # would be 200 MB (and more as text) in memory.
+                fast = _line_run(block, run, MAX_CSV_LINE_BYTES)
+                if fast is not None:
+                    run = fast
+                    breaks += block.count(b"\n")
+                else:  # a long line, or line breaks of another kind (a lone \r: old Mac files)
+                    pieces = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+                    run += len(pieces[0])
+                    if run > MAX_CSV_LINE_BYTES or max(map(len, pieces)) > MAX_CSV_LINE_BYTES:
+                        at = 0 if run > MAX_CSV_LINE_BYTES else next(
+                            i for i, piece in enumerate(pieces) if len(piece) > MAX_CSV_LINE_BYTES)
+                        raise ImportFileError(csv_line_too_long_message(breaks + at + 1))
+                    if len(pieces) > 1:
+                        run = len(pieces[-1])
+                    breaks += len(pieces) - 1
                 lines += block.count(b"\n")
                 last = block
         if last and not last.endswith(b"\n"):
@@ -141,6 +162,8 @@ class ImportFile:
     def _open_sheet(self) -> tuple[Iterator[tuple[int, list]], int]:
         import python_calamine
 
+        if self.kind == "xlsx":
+            check_xlsx(self.path)  # before calamine allocates anything (see xlsx_guard)
         try:
             book = python_calamine.CalamineWorkbook.from_path(str(self.path))
         except Exception as exc:  # noqa: BLE001 - calamine raises its own error types
@@ -220,6 +243,23 @@ class ImportFile:
 
     def close(self) -> None:
         self._close()
+
+
+def _line_run(block: bytes, run: int, limit: int) -> int | None:
+    """Given `run` bytes of an unfinished line before `block`, the length of the unfinished line at
+    its end, or None if a line may exceed `limit` (then the caller looks closely). Jumps from line
+    break to the farthest one within `limit` bytes: a few searches per megabyte, not one per line."""
+    nl = block.find(b"\n", 0, max(limit - run + 1, 0))
+    if nl < 0:
+        run += len(block)
+        return run if run <= limit else None
+    at = nl
+    while len(block) - at - 1 > limit:
+        nxt = block.rfind(b"\n", at + 1, at + limit + 2)
+        if nxt < 0:
+            return None
+        at = nxt
+    return len(block) - block.rfind(b"\n", at) - 1
 
 
 def _encoding_message(line: int | None = None) -> str:
@@ -685,10 +725,12 @@ async def _record_header(conn: asyncpg.Connection, job_id: uuid.UUID, imported: 
     warnings = header_warnings(imported.headers)
     texts = list(imported.headers.unknown) + list(imported.headers.repeated)
     if warnings:
+        # A header is typed text like any cell: a number in it is masked the same way.
         await conn.executemany(
             "INSERT INTO import_errors (job_id, row_no, column_name, value, message) "
             "VALUES ($1, $2, $3, NULL, $4)",
-            [(job_id, imported.header_row, column, message) for column, message in zip(texts, warnings)])
+            [(job_id, imported.header_row, mask_personal(column)[:200], mask_personal(message))
+             for column, message in zip(texts, warnings)])
     await conn.execute("UPDATE import_jobs SET total_rows = $2 WHERE id = $1", job_id,
                        imported.estimated_rows)
 
@@ -770,24 +812,38 @@ def start_import(runtime, job_id: uuid.UUID, path: Path, *, scope_county: str | 
     return task
 
 
+async def _import_holding_lock(conn: asyncpg.Connection, job_id: uuid.UUID, path: Path,
+                               scope_county: str | None) -> None:
+    # Hold the job's lock while queued too, so another replica's start-up leaves it alone.
+    await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", _lock_key(job_id))
+    try:
+        async with _slots():
+            outcome = await run_import(conn, job_id, path, scope_county=scope_county, locked=True)
+    except asyncio.CancelledError:
+        # Stopped while still queued (a running import has marked itself already).
+        await asyncio.shield(_finish_quietly(conn, job_id, _interrupted_message(0)))
+        raise
+    finally:
+        await _unlock(conn, job_id)
+    log.info("import finished", extra={"fields": {k: outcome[k] for k in (
+        "job_id", "status", "processed", "accepted", "updated", "unchanged", "rejected")}})
+    if outcome["accepted"] + outcome["updated"] >= VACUUM_AFTER_ROWS:
+        await refresh_visibility(conn)
+
+
 async def _run_in_service(runtime, job_id: uuid.UUID, path: Path, scope_county: str | None) -> None:
     try:
         async with runtime.db.pool.acquire() as conn:
-            # Hold the job's lock while queued too, so another replica's start-up leaves it alone.
-            await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", _lock_key(job_id))
+            # An import is bounded by its file's checks, not by the API's statement timeout (a chunk's
+            # upsert, the VACUUM after); the connection gets its default back before the pool does.
+            await conn.execute("SET statement_timeout = 0")
             try:
-                async with _slots():
-                    outcome = await run_import(conn, job_id, path, scope_county=scope_county, locked=True)
-            except asyncio.CancelledError:
-                # Stopped while still queued (a running import has marked itself already).
-                await asyncio.shield(_finish_quietly(conn, job_id, _interrupted_message(0)))
-                raise
+                await _import_holding_lock(conn, job_id, path, scope_county)
             finally:
-                await _unlock(conn, job_id)
-            log.info("import finished", extra={"fields": {k: outcome[k] for k in (
-                "job_id", "status", "processed", "accepted", "updated", "unchanged", "rejected")}})
-            if outcome["accepted"] + outcome["updated"] >= VACUUM_AFTER_ROWS:
-                await refresh_visibility(conn)
+                try:
+                    await asyncio.shield(conn.execute("RESET statement_timeout"))
+                except Exception:  # noqa: BLE001 - a broken connection is not returned as it is
+                    conn.terminate()
     except asyncio.CancelledError:
         raise
     except Exception:  # noqa: BLE001 - a task's exception would otherwise be lost

@@ -3,7 +3,6 @@ pagination and a count. The query is built from fixed fragments; values are alwa
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
@@ -12,7 +11,7 @@ import asyncpg
 
 from services.registry.store import RESIDENT_COLUMNS
 from shared.auth import Principal, Role
-from shared.problems import BadRequest, Forbidden
+from shared.problems import Forbidden
 
 
 @dataclass(slots=True)
@@ -30,20 +29,8 @@ class SearchQuery:
     name_prefix: str | None = None
     id_number: str | None = None
     limit: int = 50
-    cursor: str | None = None
+    after: uuid.UUID | None = None  # from the caller's cursor (shared/cursors.py), decoded by the route
     with_total: bool = True
-
-
-def encode_cursor(last_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return uuid.UUID(bytes=raw)
-    except (ValueError, TypeError):
-        raise BadRequest("The cursor is not one this API gave out.", field="cursor") from None
 
 
 def _years_before(today: date, years: int) -> date:
@@ -97,8 +84,9 @@ def build_where(principal: Principal, q: SearchQuery, today: date) -> tuple[list
 
 
 async def search(conn: asyncpg.Connection, principal: Principal, q: SearchQuery,
-                 today: date) -> tuple[list[asyncpg.Record], str | None, int | None]:
-    """One page of matches in id order, the cursor of the next page, and (when asked) how many match."""
+                 today: date) -> tuple[list[asyncpg.Record], uuid.UUID | None, int | None]:
+    """One page of matches in id order, the last id shown when another page follows, and (when
+    asked) how many match."""
     clauses, params = build_where(principal, q, today)
     if q.id_number:
         rows, total = await _run(conn, clauses, params, q)
@@ -109,16 +97,16 @@ async def search(conn: asyncpg.Connection, principal: Principal, q: SearchQuery,
         async with conn.transaction(readonly=True):
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             rows, total = await _run(conn, clauses, params, q)
-    next_cursor = None
+    last_id = None
     if len(rows) > q.limit:
         rows = rows[: q.limit]
-        next_cursor = encode_cursor(rows[-1]["id"])
-    return rows, next_cursor, total
+        last_id = rows[-1]["id"]
+    return rows, last_id, total
 
 
 async def _run(conn: asyncpg.Connection, clauses: list[str], params: list,
                q: SearchQuery) -> tuple[list[asyncpg.Record], int | None]:
-    if q.with_total and not q.cursor:
+    if q.with_total and q.after is None:
         return await _first_page_with_total(conn, clauses, params, q.limit)
     total = await _count(conn, clauses, params) if q.with_total else None
     return await _page(conn, clauses, params, q), total
@@ -146,8 +134,8 @@ async def _count(conn: asyncpg.Connection, clauses: list[str], params: list) -> 
 
 async def _page(conn: asyncpg.Connection, clauses: list[str], params: list, q: SearchQuery) -> list[asyncpg.Record]:
     page_clauses, page_params = list(clauses), list(params)
-    if q.cursor:
-        page_params.append(decode_cursor(q.cursor))
+    if q.after is not None:
+        page_params.append(q.after)
         page_clauses.append(f"id > ${len(page_params)}")
     page_params.append(q.limit + 1)
     # The page's ids come from an index-only scan of the covering index (filters evaluated on

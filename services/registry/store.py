@@ -75,6 +75,7 @@ class AuditEntry(SQLModel, table=True):
     fields: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(String)))
     reason: str
     trace_id: str | None = None
+    id_number_hash: str | None = None
 
 
 RESIDENT_COLUMNS = (
@@ -94,10 +95,23 @@ async def owner_county_of(conn: asyncpg.Connection, id_number: str) -> str | Non
 
 
 async def write_audit(conn: asyncpg.Connection, *, actor: str, role: str, county_code: str | None, action: str,
-                      resident_ids: list[uuid.UUID], fields: list[str], reason: str, trace_id: str | None) -> None:
-    """One audit row per resident whose personal data was shown in clear."""
+                      resident_ids: list[uuid.UUID | None], fields: list[str], reason: str, trace_id: str | None,
+                      id_number_hash: str | None = None) -> None:
+    """One audit row per resident whose personal data was shown in clear (or was looked up: None
+    when a lookup found no one). The table only takes inserts (migration 0005)."""
     await conn.executemany(
-        "INSERT INTO audit_log (actor, role, county_code, action, resident_id, fields, reason, trace_id) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        [(actor, role, county_code, action, rid, fields, reason, trace_id) for rid in resident_ids],
+        "INSERT INTO audit_log (actor, role, county_code, action, resident_id, fields, reason, trace_id, "
+        "id_number_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [(actor, role, county_code, action, rid, fields, reason, trace_id, id_number_hash)
+         for rid in resident_ids],
     )
+
+
+LOOKUP_ACTION = "lookup_id_number"
+
+
+async def recent_lookups(conn: asyncpg.Connection, actor: str, since, limit: int) -> list:
+    """When `actor` last looked people up by ID number (newest first, at most `limit`)."""
+    rows = await conn.fetch("SELECT at FROM audit_log WHERE actor = $1 AND action = $2 AND at > $3 "
+                            "ORDER BY at DESC LIMIT $4", actor, LOOKUP_ACTION, since, limit)
+    return [r["at"] for r in rows]

@@ -214,12 +214,12 @@ async def test_bad_rows_are_reported_and_the_good_ones_imported(registry, puyang
     text = "\n".join(",".join(r) for r in rows)
     for p in people:  # the report never shows a whole ID number
         assert p["id_number"] not in text
-    assert by_row[3][2] == bad_check["id_number"][:6] + "********" + bad_check["id_number"][-4:]
+    assert by_row[3][2] == bad_check["id_number"][:6] + "********" + bad_check["id_number"][-4:-1] + "*"
 
     page = (await registry.get(job["links"]["errors"], params={"format": "json", "limit": 4},
                                headers=puyang)).json()
-    assert [i["row"] for i in page["items"]] == [3, 4, 5, 6] and page["next_cursor"] == 6
-    rest = (await registry.get(job["links"]["errors"], params={"format": "json", "cursor": 6},
+    assert [i["row"] for i in page["items"]] == [3, 4, 5, 6] and page["next_cursor"]
+    rest = (await registry.get(job["links"]["errors"], params={"format": "json", "cursor": page["next_cursor"]},
                                headers=puyang)).json()
     assert [i["row"] for i in rest["items"]] == [7, 8] and rest["next_cursor"] is None
     assert set(rest["items"][0]) == {"row", "column", "value", "message"}

@@ -126,7 +126,7 @@ def test_blank_rows_are_recognised():
 
 
 def test_shown_values_mask_id_and_phone_numbers_and_cut_long_text():
-    assert shown_value("id_number", "410928194503151234") == "410928********1234"
+    assert shown_value("id_number", "410928194503151234") == "410928********123*"
     assert shown_value("phone", "13812345678") == "138****5678"
     assert shown_value("emergency_phone", "13987654321") == "139****4321"
     assert shown_value("address", "长" * 80).endswith("…") and len(shown_value("address", "长" * 80)) == 50
@@ -159,7 +159,7 @@ def _errors(cells, scope=None, headers=ENGLISH):
 def test_wrong_check_character_is_explained_chinese_first_with_the_number_masked():
     bad = GOOD_ID[:17] + ("0" if GOOD_ID[17] != "0" else "1")
     [(row_no, column, value, message)] = _errors(row(id_number=bad))
-    assert (row_no, column, value) == (7, "id_number", "410928********" + bad[-4:])
+    assert (row_no, column, value) == (7, "id_number", "410928********" + bad[-4:-1] + "*")
     assert message.startswith("身份证号 410928********") and "校验位不对" in message
     assert "check character" in message and bad not in message
 
@@ -196,7 +196,7 @@ def test_a_repeated_id_number_keeps_the_first_row():
     assert check.check(2, row()) is not None
     assert check.check(5, row(name="张三")) is None
     [(row_no, column, value, message)] = check.errors
-    assert row_no == 5 and value == "410928********" + GOOD_ID[-4:]
+    assert row_no == 5 and value == "410928********" + GOOD_ID[-4:-1] + "*"
     assert "第 2 行" in message and "row 2" in message
 
 
@@ -327,3 +327,14 @@ def test_resident_ids_are_version_7_and_sorted_in_the_order_drawn():
     drawn = [stream() for _ in range(250)]
     assert drawn == sorted(drawn) and drawn[0] > ids[-1]
     assert new_resident_id().version == 7
+
+
+def test_the_csv_line_bound_finds_any_line_beyond_the_limit_across_blocks():
+    from services.registry.importer import _line_run
+
+    limit = 1000
+    assert _line_run(b"a" * limit, 0, limit) == limit and _line_run(b"a" * (limit + 1), 0, limit) is None
+    assert _line_run(b"a\n" + b"b" * limit + b"\nc", 0, limit) == 1
+    assert _line_run(b"a\n" + b"b" * (limit + 1) + b"\nc", 0, limit) is None
+    assert _line_run(b"x" * 10 + b"\n", limit - 10, limit) == 0 and _line_run(b"x" * 11 + b"\n", limit - 10, limit) is None
+    assert _line_run((b"y" * 99 + b"\n") * 1000, 0, limit) == 0

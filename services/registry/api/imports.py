@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import uuid
@@ -23,7 +22,10 @@ from services.registry.domain.imports import (
 )
 from services.registry.importer import UploadSink, check_capacity, create_job, import_dir, start_import
 from shared.auth import CurrentPrincipal, Principal, Role
-from shared.problems import BadRequest, Forbidden, PayloadTooLarge
+from shared.cursors import MAX_CURSOR_LENGTH, cursor_secret, decode_cursor, encode_cursor
+from shared.privacy import spreadsheet_cell
+from shared.http import unstorable
+from shared.problems import BadRequest, Forbidden, PayloadTooLarge, Unprocessable
 from shared.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["imports"])
@@ -182,6 +184,8 @@ async def post_import(request: Request, principal: CurrentPrincipal, runtime: Ru
     try:
         filename = await _receive(request, sink)
         sink.close()
+        if filename and unstorable(filename):
+            raise Unprocessable("filename: must not contain a NUL character", field="filename")
         if sink.size == 0:
             raise BadRequest("The file is empty.", field="file")
         if sink.kind == "csv" and sink.data_lines > MAX_ROWS:
@@ -212,32 +216,30 @@ async def get_import(job_id: uuid.UUID, principal: CurrentPrincipal, runtime: Ru
     return job_view(row, [w["message"] for w in warnings])
 
 
-def _encode_cursor(row: asyncpg.Record) -> str:
-    return base64.urlsafe_b64encode(f"{row['created_at'].isoformat()}|{row['id']}".encode()).decode()
+def _encode_cursor(secret: str, row: asyncpg.Record) -> str:
+    return encode_cursor(secret, "imports", [row["created_at"].isoformat(), str(row["id"])])
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        at, _, job = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(job)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The cursor is not one this service gave out.", field="cursor") from None
+def _decode_cursor(secret: str, cursor: str) -> tuple[datetime, uuid.UUID]:
+    at, job = decode_cursor(secret, "imports", cursor, (str, str))
+    return datetime.fromisoformat(at), uuid.UUID(job)
 
 
 @router.get("/imports", responses=PROBLEMS, summary="Imports the caller may see, newest first")
 async def list_imports(
-    principal: CurrentPrincipal, runtime: RuntimeDep,
+    request: Request, principal: CurrentPrincipal, runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH,
                                         description="the next_cursor of the previous page")] = None,
 ) -> dict:
     _require_import_role(principal)
+    secret = cursor_secret(request)
     clauses, params = [], []
     if principal.role != Role.CITY:
         params.append(principal.county)
         clauses.append(f"county_code = ${len(params)}")
     if cursor:
-        at, job = _decode_cursor(cursor)
+        at, job = _decode_cursor(secret, cursor)
         params += [at, job]
         clauses.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
@@ -253,7 +255,7 @@ async def list_imports(
         view = job_view(row, now=now)
         view.pop("warnings")
         items.append(view)
-    return {"items": items, "next_cursor": _encode_cursor(rows[-1]) if more else None}
+    return {"items": items, "next_cursor": _encode_cursor(secret, rows[-1]) if more else None}
 
 
 # ---------------------------------------------------------------- error report --------------
@@ -264,18 +266,24 @@ REPORT_HEADERS = ("行号", "列", "值", "问题")
 @router.get("/imports/{job_id}/errors", responses=PROBLEMS,
             summary="The error report: row, column, value (ID and phone numbers masked), message")
 async def get_import_errors(
-    job_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep,
+    job_id: uuid.UUID, request: Request, principal: CurrentPrincipal, runtime: RuntimeDep,
     format: Annotated[Literal["csv", "json"], Query(description="csv (opens in Excel) or json")] = "csv",
     limit: Annotated[int, Query(ge=1, le=10_000, description="json: rows per page")] = 1000,
-    cursor: Annotated[int | None, Query(ge=0,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH,
                                         description="json: the next_cursor of the previous page")] = None,
 ):
     """CSV in UTF-8 with a byte-order mark, so Excel shows the Chinese; headers 行号,列,值,问题. Row numbers
     count the header row as 1, as the spreadsheet shows them; a row may have several problems."""
+    secret = cursor_secret(request)
+    # The cursor is bound to its job: a page of one job's report never continues another's.
+    after = decode_cursor(secret, f"imports.errors:{job_id}", cursor, (int,))[0] if cursor else 0
     async with runtime.db.transaction() as conn:
         await _load_job(conn, principal, job_id)
         if format == "json":
-            return await _errors_page(conn, job_id, limit, cursor or 0)
+            page = await _errors_page(conn, job_id, limit, after)
+            last = page["next_cursor"]
+            page["next_cursor"] = encode_cursor(secret, f"imports.errors:{job_id}", [last]) if last else None
+            return page
     name = quote(f"import-{job_id}-errors.csv")
     return StreamingResponse(_errors_csv(runtime, job_id), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
@@ -308,7 +316,9 @@ async def _errors_csv(runtime, job_id: uuid.UUID) -> AsyncIterator[bytes]:
         buffer.truncate()
         async for r in conn.cursor("SELECT row_no, column_name, value, message FROM import_errors "
                                    "WHERE job_id = $1 ORDER BY row_no, column_name", job_id, prefetch=2000):
-            writer.writerow((r["row_no"], r["column_name"], r["value"] or "", r["message"]))
+            # What a clerk typed may start a formula (=HYPERLINK(...), +cmd|...): neutralised for Excel.
+            writer.writerow((r["row_no"], spreadsheet_cell(r["column_name"]), spreadsheet_cell(r["value"] or ""),
+                             spreadsheet_cell(r["message"])))
             batch += 1
             if batch >= 2000:
                 yield buffer.getvalue().encode()

@@ -15,6 +15,7 @@ from shared.http import FastJSONResponse
 
 from services.registry import handlers
 from services.registry.api.schemas import AssessmentIn, DeathIn, ResidentIn, ResidentPatch, SearchIn, TransferIn
+from services.registry.domain.access import MAX_REASON_CHARS, MAX_REASON_HEADER_BYTES, MIN_REASON_CHARS
 from services.registry.domain.errors import InvalidRecord, VersionRequired
 from services.registry.domain.residents import (
     normalise_categories, normalise_living_arrangement, normalise_phone, validate_resident,
@@ -22,8 +23,10 @@ from services.registry.domain.residents import (
 from services.registry.search import SearchQuery, search
 from shared.api import idempotent_write
 from shared.auth import CurrentPrincipal, Role, require_roles
+from shared.cursors import MAX_CURSOR_LENGTH, cursor_secret, decode_cursor, encode_cursor
 from shared.idcard import IdNumberError, parse_id_number
 from shared.idempotency import StoredResponse
+from shared.privacy import keyed_hash
 from shared.regions import load_counties
 from shared.service import RuntimeDep, runtime_of
 
@@ -67,10 +70,12 @@ async def register_resident(body: ResidentIn, request: Request, principal: Curre
 _REVEAL_PARAMETERS = [
     {"name": "reveal", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
      "description": "show ID and phone numbers in clear (audited)"},
-    {"name": "reason", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 500},
-     "description": "why (required with reveal; audited)"},
-    {"name": "X-Access-Reason", "in": "header", "required": False, "schema": {"type": "string"},
-     "description": "the reason, percent-encoded if not ASCII"},
+    {"name": "reason", "in": "query", "required": False,
+     "schema": {"type": "string", "minLength": MIN_REASON_CHARS, "maxLength": MAX_REASON_CHARS},
+     "description": "why (required with reveal; audited; a few words, not a placeholder)"},
+    {"name": "X-Access-Reason", "in": "header", "required": False,
+     "schema": {"type": "string", "minLength": MIN_REASON_CHARS, "maxLength": MAX_REASON_HEADER_BYTES},
+     "description": "the reason, percent-encoded if not ASCII (at most 500 characters decoded)"},
 ]
 _TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
 
@@ -78,16 +83,23 @@ _TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", 
 def reveal_request(request: Request) -> tuple[bool, str | None]:
     """`reveal` and its reason from the query string or the X-Access-Reason header. Parsed here, not
     declared as FastAPI parameters: this is the registry's hottest read and parameter resolution
-    cost a sixth of it (the OpenAPI document still lists them, see _REVEAL_PARAMETERS)."""
+    cost a sixth of it (the OpenAPI document still lists them, see _REVEAL_PARAMETERS). Both ways
+    of sending a reason are capped alike; check_reveal then requires a real one."""
     query = request.query_params
     raw = query.get("reveal", "false").strip().lower()
     if raw not in _TRUE and raw not in _FALSE:
         raise InvalidRecord("reveal is true or false.", field="reveal")
     reason = query.get("reason")
-    if reason is not None and len(reason) > 500:
-        raise InvalidRecord("reason is at most 500 characters.", field="reason")
+    if reason is not None and len(reason) > MAX_REASON_CHARS:
+        raise InvalidRecord(f"reason is at most {MAX_REASON_CHARS} characters.", field="reason")
     header = request.headers.get("x-access-reason")
-    return raw in _TRUE, reason or (unquote(header) if header else None)
+    if header is not None and not reason:
+        if len(header) > MAX_REASON_HEADER_BYTES:
+            raise InvalidRecord(f"X-Access-Reason is at most {MAX_REASON_CHARS} characters.", field="X-Access-Reason")
+        reason = unquote(header)
+        if len(reason) > MAX_REASON_CHARS:
+            raise InvalidRecord(f"X-Access-Reason is at most {MAX_REASON_CHARS} characters.", field="X-Access-Reason")
+    return raw in _TRUE, reason or None
 
 
 @router.get("/residents/{resident_id}", responses=PROBLEMS, summary="A resident (masked unless revealed)",
@@ -99,7 +111,7 @@ async def get_resident(resident_id: uuid.UUID, request: Request, principal: Curr
         row = await handlers.load_in_scope(conn, principal, resident_id)
         handlers.check_reveal(principal, row["county_code"], reveal, reason)
         if reveal:
-            await handlers.audit_reveal(conn, principal, [row], reason or "")
+            await handlers.audit_reveal(conn, principal, [row], handlers.check_reason(reason))
     return FastJSONResponse(handlers.resident_view(row, reveal=reveal), headers={"ETag": handlers.etag_of(row)})
 
 
@@ -185,8 +197,11 @@ async def post_transfer(resident_id: uuid.UUID, body: TransferIn, request: Reque
     return await idempotent_write(runtime, principal, request, body.model_dump(mode="json"), write)
 
 
-@router.post("/residents/search", responses=PROBLEMS, summary="Search residents (filters, ID-number lookup)")
-async def search_residents(body: SearchIn, principal: CurrentPrincipal, runtime: RuntimeDep) -> JSONResponse:
+@router.post("/residents/search", responses=PROBLEMS | {429: {"description": "Too many ID-number lookups"}},
+             summary="Search residents (filters, ID-number lookup: audited, needs a reason)")
+async def search_residents(body: SearchIn, request: Request, principal: CurrentPrincipal,
+                           runtime: RuntimeDep) -> JSONResponse:
+    secret = cursor_secret(request)
     id_number = None
     if body.id_number:
         try:
@@ -202,35 +217,54 @@ async def search_residents(body: SearchIn, principal: CurrentPrincipal, runtime:
     if body.age_min is not None and body.age_max is not None and body.age_min > body.age_max:
         raise InvalidRecord("age_min is above age_max.", field="age_min")
     handlers.check_reveal(principal, body.county_code or principal.county, body.reveal, body.reason)
+    after = uuid.UUID(decode_cursor(secret, "residents.search", body.cursor, (str,))[0]) if body.cursor else None
     query = SearchQuery(
         county_code=body.county_code, township=body.township, village=body.village, category=body.category,
         living_arrangement=body.living_arrangement, ability_levels=levels, age_min=body.age_min,
         age_max=body.age_max, status=body.status, gender=body.gender, name_prefix=body.name_prefix,
-        id_number=id_number, limit=body.limit, cursor=body.cursor, with_total=body.with_total,
+        id_number=id_number, limit=body.limit, after=after, with_total=body.with_total,
     )
     today = handlers.today_local()
-    async with runtime.db.connection() as conn:
-        rows, next_cursor, total = await search(conn, principal, query, today)
-        if body.reveal and rows:
-            await handlers.audit_reveal(conn, principal, rows, body.reason or "", action="search_unmasked")
+    if id_number is not None:
+        # Looking a person up by ID number is an identity access: a reason, an audit row (found or
+        # not, the number only as its keyed hash) and a per-caller rate, in one transaction.
+        handlers.require_personal_data_role(principal)
+        reason = handlers.check_reason(body.reason)
+        async with runtime.db.transaction() as conn:
+            await handlers.check_lookup_rate(conn, principal)
+            rows, last_id, total = await search(conn, principal, query, today)
+            await handlers.audit_lookup(conn, principal, keyed_hash(secret, "audit/id-number", id_number),
+                                        rows, reason)
+            if body.reveal and rows:
+                await handlers.audit_reveal(conn, principal, rows, reason, action="search_unmasked")
+    else:
+        async with runtime.db.connection() as conn:
+            rows, last_id, total = await search(conn, principal, query, today)
+            if body.reveal and rows:
+                await handlers.audit_reveal(conn, principal, rows, handlers.check_reason(body.reason),
+                                            action="search_unmasked")
+    next_cursor = encode_cursor(secret, "residents.search", [str(last_id)]) if last_id else None
     # A response object, not a dict: FastAPI would otherwise walk every value with jsonable_encoder.
     return FastJSONResponse({"items": [handlers.resident_view(r, reveal=body.reveal, today=today) for r in rows],
                              "next_cursor": next_cursor, "total": total})
 
 
-@router.get("/audit", responses=PROBLEMS, summary="Unmasked reads of personal data (city only)",
+@router.get("/audit", responses=PROBLEMS, summary="Unmasked reads and ID-number lookups (city only)",
             dependencies=[Depends(require_roles(Role.CITY))])
 async def list_audit(
+    request: Request,
     runtime: RuntimeDep,
     resident_id: uuid.UUID | None = None,
     actor: str | None = Query(None, max_length=200),
     since: datetime | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    cursor: int | None = Query(None, ge=0, description="the next_cursor of the previous page"),
+    cursor: str | None = Query(None, max_length=MAX_CURSOR_LENGTH, description="the next_cursor of the previous page"),
 ) -> dict:
+    secret = cursor_secret(request)
+    before = decode_cursor(secret, "audit", cursor, (int,))[0] if cursor else None
     clauses, params = [], []
     for sql, value in (("resident_id = ?", resident_id), ("actor = ?", actor), ("at >= ?", since),
-                       ("id < ?", cursor)):
+                       ("id < ?", before)):
         if value is not None:
             params.append(value)
             clauses.append(sql.replace("?", f"${len(params)}"))
@@ -244,6 +278,7 @@ async def list_audit(
         "items": [{"id": r["id"], "at": r["at"].isoformat(), "actor": r["actor"], "role": r["role"],
                    "county_code": r["county_code"], "action": r["action"],
                    "resident_id": str(r["resident_id"]) if r["resident_id"] else None,
-                   "fields": list(r["fields"]), "reason": r["reason"], "trace_id": r["trace_id"]} for r in rows],
-        "next_cursor": rows[-1]["id"] if more else None,
+                   "fields": list(r["fields"]), "reason": r["reason"], "trace_id": r["trace_id"],
+                   "id_number_hash": r["id_number_hash"]} for r in rows],
+        "next_cursor": encode_cursor(secret, "audit", [rows[-1]["id"]]) if more else None,
     }

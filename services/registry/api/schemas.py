@@ -75,7 +75,8 @@ class TransferIn(_Strict):
 
 class SearchIn(_Strict):
     """Filters (all optional, combined with AND). `id_number` looks one person up without putting
-    the number in a URL. `reveal` with a `reason` shows numbers in clear (audited)."""
+    the number in a URL: it needs a `reason`, is audited and rate-limited per caller. `reveal` with a
+    `reason` shows numbers in clear (audited)."""
 
     county_code: str | None = Field(None, max_length=12)
     township: str | None = Field(None, max_length=50)
@@ -90,7 +91,7 @@ class SearchIn(_Strict):
     name_prefix: str | None = Field(None, min_length=1, max_length=50)
     id_number: str | None = Field(None, min_length=1, max_length=30)
     limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = Field(None, max_length=100)
+    cursor: str | None = Field(None, max_length=512)
     with_total: bool = True
     reveal: bool = False
     reason: str | None = Field(None, max_length=500)

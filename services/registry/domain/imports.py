@@ -26,11 +26,24 @@ from shared.idcard import (
     CHECK_CHARACTERS, EARLIEST_BIRTH_YEAR, WEIGHTS, IdNumberError, mask_id_number, mask_phone,
     parse_id_number,
 )
+from shared.privacy import mask_personal
 from shared.problems import NotFound, Problem, ServiceUnavailable
 from shared.regions import PROVINCE_CODES
 
 # The issue's ceiling: one county's registry fits many times over (the largest has ~180k elders).
 MAX_ROWS = 1_000_000
+# Bounds checked before a file is loaded (a reader must never be asked for more memory than these
+# allow; see services/registry/xlsx_guard.py). A 1,000,000-row sheet of the template's 13 columns is
+# ~300 MB of XML and 13M cells; calamine holds 32 bytes a cell of the dense range (~0.5 GB here).
+MAX_SHEET_ROWS = MAX_ROWS + 100        # a few title rows above the header
+MAX_COLUMNS = 128                      # the template has 13; clerks add a few of their own
+MAX_SHEET_CELLS = 17_000_000           # rows x columns of the range a reader allocates
+MAX_UNCOMPRESSED_BYTES = 1 << 30       # all parts of an XLSX together, as inflated
+MAX_RATIO = 200                        # real sheets compress 5-20x; a zip bomb 1000x and more
+MAX_ZIP_ENTRIES = 10_000
+# One CSV line (between line breaks, in bytes): a row of the template is ~200 bytes. Longer lines
+# are refused before parsing, so no single line is ever read whole into memory.
+MAX_CSV_LINE_BYTES = 64 * 1024
 # Columns in template order; `status` is optional and not part of the JSON API's record.
 IMPORT_FIELDS: tuple[str, ...] = tuple(FIELD_LABELS_ZH)
 REQUIRED_FIELDS: tuple[str, ...] = ("name", "id_number", "county_code", "township", "village",
@@ -221,6 +234,46 @@ def too_many_rows_message(rows: int) -> str:
             "split it into several files")
 
 
+def column_number(letters: str) -> int:
+    """A spreadsheet column's number: A is 1, Z 26, AA 27, XFD 16384."""
+    number = 0
+    for ch in letters.upper():
+        number = number * 26 + ord(ch) - 64
+    return number
+
+
+def sheet_too_large_message(rows: int, columns: int) -> str:
+    return (f"工作表的使用区域达到 {rows:,} 行 × {columns:,} 列,超过导入上限(最多 {MAX_SHEET_ROWS:,} 行、"
+            f"{MAX_COLUMNS} 列、共 {MAX_SHEET_CELLS:,} 个单元格);请删除数据下方和右侧多余的行列(包括空白但有格式的),"
+            f"或拆分文件后分别导入 / the sheet's used range reaches {rows:,} rows x {columns:,} columns, beyond "
+            f"the import limits ({MAX_SHEET_ROWS:,} rows, {MAX_COLUMNS} columns, {MAX_SHEET_CELLS:,} cells); "
+            "delete the rows and columns beyond the data (formatted empty ones too) or split the file")
+
+
+_ZIP_REASONS = {
+    "unreadable": ("文件已损坏或不是有效的 .xlsx 文件", "the file is damaged or not a valid .xlsx file"),
+    "entries": ("文件包含的部件过多({n:,} 个)", "the file has too many parts ({n:,})"),
+    "duplicate": ("文件中有重名的部件", "the file has two parts with the same name"),
+    "size": ("文件解压后过大({n:,} 字节)", "the file is too large once uncompressed ({n:,} bytes)"),
+    "ratio": ("文件的压缩比异常({n:,} 字节),疑似压缩炸弹", "the file's compression ratio is abnormal "
+              "({n:,} bytes uncompressed), a zip bomb"),
+    "method": ("文件使用了不支持的压缩方式", "the file uses an unsupported compression method"),
+    "lies": ("文件内部记录的大小与实际内容不符", "a part of the file is not the size it declares"),
+}
+
+
+def zip_refused_message(reason: str, n: int = 0) -> str:
+    zh, en = _ZIP_REASONS[reason]
+    return (f"无法导入:{zh.format(n=n)}。请用 Excel 或 WPS 打开后另存为 .xlsx 或 .csv 再导入 / "
+            f"cannot import: {en.format(n=n)}; open it in Excel or WPS, save it as .xlsx or .csv and retry")
+
+
+def csv_line_too_long_message(line: int) -> str:
+    return (f"第 {line:,} 行过长(超过 {MAX_CSV_LINE_BYTES // 1024} KB),这不像是居民名单;请检查文件是否正确 / "
+            f"line {line:,} is longer than {MAX_CSV_LINE_BYTES // 1024} KB, which no resident row is; "
+            "check that this is the right file")
+
+
 # ---------------------------------------------------------------- cells ---------------------
 
 
@@ -262,16 +315,17 @@ def is_blank(cells: Sequence[object]) -> bool:
 
 
 def shown_value(field_name: str, value: str, limit: int = 50) -> str:
-    """A cell as the error report may show it: ID and phone numbers masked (SPEC §2 "Privacy"),
-    anything else cut to `limit` characters."""
+    """A cell as the error report may show it (SPEC §2 "Privacy"): every ID and phone number in it
+    masked, whatever the column (a clerk types a phone number into the address), an ID number stored
+    as a number too (4.**************E+17); a personal column masked even when its content is no
+    recognisable number; anything else cut to `limit` characters."""
     text = value.strip()
     if not text:
         return ""
-    if field_name == "id_number":
-        return mask_id_number(text) or ""
-    if field_name in PERSONAL_COLUMNS:
-        return mask_phone(text) or ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    masked = mask_personal(text) or ""
+    if field_name in PERSONAL_COLUMNS and masked == text:
+        masked = (mask_id_number(text) if field_name == "id_number" else mask_phone(text)) or ""
+    return masked if len(masked) <= limit else masked[: limit - 1] + "…"
 
 
 # ---------------------------------------------------------------- messages ------------------
@@ -330,6 +384,12 @@ def clerk_message(field_name: str, english: str, value: str) -> str:
     else:
         zh = f"{label}有误"
     return f"{zh} / {english}"
+
+
+def nul_message(field_name: str) -> str:
+    label = FIELD_LABELS_ZH.get(field_name, field_name)
+    return (f"{label}含有不可见的空字符(NUL),请删除后重新导入 / {field_name} contains a NUL character; "
+            "delete it and import again")
 
 
 def status_message(value: str) -> str:
@@ -498,6 +558,11 @@ class RowChecker:
             v = cells  # the template's own column order
         else:
             v = [cells[i] if 0 <= i < n else "" for i in self._ix]
+        if "\x00" in "".join(v):
+            # PostgreSQL text cannot hold a NUL (COPY would fail the whole chunk): this row only.
+            at = next(i for i, c in enumerate(v) if "\x00" in c)
+            return self._reject(row_no, IMPORT_FIELDS[at], v[at].replace("\x00", "\ufffd"),
+                                nul_message(IMPORT_FIELDS[at]))
         staged = self._fast(v)
         if staged is None:
             staged = self._slow(row_no, v)
@@ -522,7 +587,8 @@ class RowChecker:
         return (row_no, self.new_id()) + staged + (status,)
 
     def _reject(self, row_no: int, field_name: str, value: str, message: str) -> None:
-        self.errors.append((row_no, self.headers.column(field_name), shown_value(field_name, value), message))
+        self.errors.append((row_no, self.headers.column(field_name), shown_value(field_name, value),
+                            mask_personal(message)))
         self.rejected += 1
         return None
 
@@ -539,7 +605,7 @@ class RowChecker:
             value = raw.get(problem.field) or ""
             if problem.field == "id_number" and _SCIENTIFIC.match(value):
                 # validate_resident calls it a bad character; the clerk needs to hear why.
-                self.errors.append((row_no, self.headers.column("id_number"), value.strip(),
+                self.errors.append((row_no, self.headers.column("id_number"), shown_value("id_number", value),
                                     scientific_id_message(value)))
                 continue
             if problem.field == "id_number":
@@ -550,8 +616,9 @@ class RowChecker:
                     message = id_number_message(exc, value)
             else:
                 message = clerk_message(problem.field, problem.message, value)
+            # Messages quote what was typed ('xxx' is not a living arrangement): masked by content too.
             self.errors.append((row_no, self.headers.column(problem.field), shown_value(problem.field, value),
-                                message))
+                                mask_personal(message)))
         return None
 
 

@@ -15,6 +15,7 @@ from services.reporting import queries
 from services.reporting.api.auth import AggregateReader, StreamReader, check_aggregate_reader, county_scope
 from services.reporting.domain.scope import may_see, scoped_delta, scoped_rows, scoped_snapshot
 from services.reporting.worker import broadcaster_of
+from shared.privacy import spreadsheet_safe
 from shared.problems import Forbidden, NotFound, Problem
 from shared.regions import load_counties
 from shared.service import RuntimeDep, ServiceRuntime
@@ -96,7 +97,8 @@ for key, label in INDICATOR_LABELS:
 
 def export_table(rows: list[dict]) -> tuple[list[str], list[list]]:
     headers = [name for name, _ in EXPORT_COLUMNS]
-    return headers, [[fn(r) for _, fn in EXPORT_COLUMNS] for r in rows]
+    # Both exports are opened in a spreadsheet: no text cell may start a formula.
+    return headers, spreadsheet_safe([fn(r) for _, fn in EXPORT_COLUMNS] for r in rows)
 
 
 @router.get("/exports/targets.csv", summary="The targets table as CSV (Chinese headers, UTF-8 with BOM)",

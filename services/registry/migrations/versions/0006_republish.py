@@ -12,7 +12,7 @@ from shared.messaging.schema import statements
 from shared.messaging.snapshots import SNAPSHOT_DDL
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
