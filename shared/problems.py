@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.db import DatabaseUnavailable, is_connection_error
+
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://eldercare.example/problems/"
@@ -90,6 +92,23 @@ class ServiceUnavailable(Problem):
     status, title, slug = 503, "Service unavailable", "unavailable"
 
 
+# Seconds a client is asked to wait while PostgreSQL is away: a restart of the embedded server
+# takes about two (docs/benchmarks.md, "PostgreSQL restart").
+DATABASE_RETRY_AFTER_S = 3
+
+
+def database_unavailable(cause: BaseException | None = None) -> ServiceUnavailable:
+    """The answer while PostgreSQL is stopped, restarting or not answering: retry shortly."""
+    problem = ServiceUnavailable(
+        "The database is unreachable (PostgreSQL is stopped, restarting or not answering in time). "
+        "Nothing was changed by this request; retry after a few seconds. Operators: see /readyz.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        cause=type(cause).__name__ if cause is not None else "unreachable",
+    )
+    problem.slug = "database-unavailable"
+    return problem
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
     return JSONResponse(
         problem.body(str(request.url.path) if request else None),
@@ -120,6 +139,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc, request)
 
+    @app.exception_handler(DatabaseUnavailable)
+    async def _database(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(database_unavailable(exc.cause), request)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = validation_errors(list(exc.errors()))
@@ -141,6 +165,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_connection_error(exc):  # reached the database outside shared.db's wrappers
+            log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+            return problem_response(database_unavailable(exc), request)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         problem = Problem("An unexpected error occurred; it has been logged.")
         problem.status, problem.title, problem.slug = 500, "Internal error", "internal"

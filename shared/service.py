@@ -23,7 +23,7 @@ from shared.messaging.kafka import wait_for_broker
 from shared.messaging.relay import OutboxRelay
 from shared.migrations import upgrade_async
 from shared.observability import configure_logging
-from shared.problems import ServiceUnavailable, install_problem_handlers
+from shared.problems import DATABASE_RETRY_AFTER_S, ServiceUnavailable, install_problem_handlers
 from shared.settings import PlatformSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,8 @@ async def start_runtime(name: str, settings: PlatformSettings, consumers: Consum
     url = require_database_url(settings)
     bootstrap = require_bootstrap(settings)
     await _wait_and_migrate(name, url)
-    db = Database(url, schema=name, pool_size=settings.db_pool_size)
+    db = Database(url, schema=name, pool_size=settings.db_pool_size,
+                  acquire_timeout=settings.db_acquire_timeout_s, command_timeout=settings.db_command_timeout_s)
     await db.start()
     runtime = ServiceRuntime(name=name, settings=settings, db=db)
     runtime.relay = OutboxRelay(
@@ -122,7 +123,7 @@ def health_router(name: str) -> APIRouter:
             await asyncio.wait_for(runtime.db.ping(), 2)
             checks["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            checks["database"] = f"unreachable: {type(exc).__name__}"
+            checks["database"] = f"unreachable: PostgreSQL is not answering ({type(exc).__name__})"
         try:
             await wait_for_broker(require_bootstrap(runtime.settings), timeout=2)
             checks["broker"] = "ok"
@@ -133,7 +134,8 @@ def health_router(name: str) -> APIRouter:
         if runtime.relay is not None:
             body["relay"] = {"leader": runtime.relay.is_leader, "published": runtime.relay.published_total,
                              "replays": runtime.relay.replays}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        return JSONResponse(body, status_code=200 if ready else 503,
+                            headers=None if ready else {"Retry-After": str(DATABASE_RETRY_AFTER_S)})
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:

@@ -55,6 +55,16 @@ class PlatformSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     db_pool_size: int = 10
+    # A request waits at most this long for a pooled connection (PostgreSQL away: the connect attempt)
+    # and this long for any one statement; past either it gets 503 with Retry-After.
+    db_acquire_timeout_s: float = Field(5.0, gt=0, le=120)
+    db_command_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # Inbox rows, idempotency keys and the registry's ingest event claims are kept this long, then
+    # pruned (the audit log never is). Longer than OUTBOX_RETENTION_DAYS: a replay re-sends the
+    # retained outbox, and each redelivered event must still find its inbox row.
+    dedup_retention_days: float = Field(14.0, gt=0)
+    prune_interval_s: float = Field(300.0, gt=0)
+    prune_batch_size: int = Field(5000, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> "PlatformSettings":
@@ -62,6 +72,11 @@ class PlatformSettings(BaseSettings):
             raise ValueError("JWT_SECRET must be set outside development (ELDERCARE_ENV != development)")
         if len(self.jwt_secret) < 32:
             raise ValueError("JWT_SECRET must be at least 32 characters")
+        if self.dedup_retention_days <= self.outbox_retention_days:
+            raise ValueError(
+                f"DEDUP_RETENTION_DAYS ({self.dedup_retention_days:g}) must be longer than "
+                f"OUTBOX_RETENTION_DAYS ({self.outbox_retention_days:g}): an event replayed from the "
+                "outbox must still find its inbox row, or it would be applied twice")
         return self
 
     def port_of(self, service: str) -> int:
