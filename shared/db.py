@@ -122,9 +122,11 @@ async def _release_quickly(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-async def connect(url: str, schema: str | None = None, **kwargs) -> asyncpg.Connection:
+async def connect(url: str, schema: str | None = None, *, server_settings: dict | None = None,
+                  **kwargs) -> asyncpg.Connection:
     """One asyncpg connection (for LISTEN, advisory locks, scripts)."""
     settings = {"search_path": schema} if schema else {}
+    settings.update(server_settings or {})
     conn = await asyncpg.connect(asyncpg_dsn(url), server_settings=settings, **kwargs)
     await _init_connection(conn)
     return conn
@@ -144,10 +146,19 @@ async def wait_for_database(url: str, timeout: float = 60.0) -> None:
             await asyncio.sleep(0.5)
 
 
+def connection_lost(conn: asyncpg.Connection) -> bool:
+    """True when a (pooled) connection died: closed, or already taken back by the pool because it
+    was lost (the proxy then refuses every call)."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 def _raise_if_died(exc: Exception, conn: asyncpg.Connection) -> None:
     """Any error on a connection that died meanwhile means the database went away (asyncpg then
     also reports client-state errors, such as "another operation is in progress")."""
-    if not isinstance(exc, CONNECTION_ERRORS) and conn.is_closed():
+    if not isinstance(exc, CONNECTION_ERRORS) and connection_lost(conn):
         raise DatabaseUnavailable(exc) from exc
 
 
