@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -20,6 +20,7 @@ from shared.events.asyncapi import build_asyncapi
 from shared.http import FastJSONResponse, PlatformMiddleware
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.kafka import wait_for_broker
+from shared.messaging.pruning import SHARED_TARGETS, PruneTarget, Pruner
 from shared.messaging.relay import OutboxRelay
 from shared.migrations import upgrade_async
 from shared.observability import configure_logging
@@ -37,6 +38,7 @@ class ServiceRuntime:
     settings: PlatformSettings
     db: Database
     relay: OutboxRelay | None = None
+    pruner: Pruner | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
     # Service-specific long-lived objects (e.g. reporting's live-stream broadcaster).
@@ -45,6 +47,8 @@ class ServiceRuntime:
     def start_workers(self) -> None:
         if self.relay is not None:
             self.tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
+        if self.pruner is not None:
+            self.tasks.append(asyncio.create_task(self.pruner.run(), name=f"{self.name}-pruner"))
         for consumer in self.consumers:
             self.tasks.append(asyncio.create_task(consumer.run(), name=f"{consumer.name}-consumer"))
 
@@ -76,8 +80,10 @@ def require_bootstrap(settings: PlatformSettings) -> str:
     return settings.kafka_bootstrap_servers
 
 
-async def start_runtime(name: str, settings: PlatformSettings, consumers: ConsumerFactory | None) -> ServiceRuntime:
-    """Wait for PostgreSQL, migrate this service's schema, connect; build (not start) its workers."""
+async def start_runtime(name: str, settings: PlatformSettings, consumers: ConsumerFactory | None,
+                        prune_targets: Sequence[PruneTarget] = ()) -> ServiceRuntime:
+    """Wait for PostgreSQL, migrate this service's schema, connect; build (not start) its workers.
+    `prune_targets`: the service's own de-duplication tables, pruned with the shared ones."""
     url = require_database_url(settings)
     bootstrap = require_bootstrap(settings)
     await _wait_and_migrate(name, url)
@@ -95,6 +101,11 @@ async def start_runtime(name: str, settings: PlatformSettings, consumers: Consum
         batch_size=settings.outbox_batch_size,
         retention_days=settings.outbox_retention_days,
         check_interval=settings.relay_check_interval_s,
+    )
+    runtime.pruner = Pruner(
+        service=name, database_url=url, schema=name, targets=(*SHARED_TARGETS, *prune_targets),
+        retention_days=settings.dedup_retention_days, batch_size=settings.prune_batch_size,
+        interval_s=settings.prune_interval_s,
     )
     if consumers is not None:
         runtime.consumers = consumers(runtime)
@@ -159,6 +170,7 @@ def create_service_app(
     max_body_bytes: int = 5 * 1024 * 1024,
     path_limits: dict[str, int] | None = None,
     on_start: Callable[[ServiceRuntime], object] | None = None,
+    prune_targets: Sequence[PruneTarget] = (),
 ) -> FastAPI:
     """The FastAPI app of a service, with the platform's lifespan, middleware and operations routes."""
 
@@ -167,7 +179,7 @@ def create_service_app(
         cfg = settings or get_settings()
         configure_logging(name, cfg.log_level, cfg.log_json)
         app.state.settings = cfg
-        runtime = await start_runtime(name, cfg, consumers)
+        runtime = await start_runtime(name, cfg, consumers, prune_targets)
         app.state.runtime = runtime
         if on_start is not None:
             result = on_start(runtime)

@@ -9,7 +9,7 @@ from services.registry.api.imports import router as imports_router
 from services.registry.api.residents import router as residents_router
 from services.registry.api.stats import router as stats_router
 from services.registry.importer import recover_interrupted_imports
-from services.registry.worker import build_consumers
+from services.registry.worker import PRUNE_TARGETS, build_consumers
 from shared.service import create_service_app
 from shared.settings import PlatformSettings
 
@@ -23,6 +23,7 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         # A 1,000,000-row spreadsheet is 100-200 MB of CSV.
         path_limits={"/v1/imports": 256 * 1024 * 1024},
         consumers=build_consumers,
+        prune_targets=PRUNE_TARGETS,
         settings=settings,
         on_start=recover_interrupted_imports,
     )
