@@ -21,10 +21,12 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # Errors that mean "PostgreSQL is not there right now" (stopped, restarting, recovering from a crash,
 # out of connection slots, or not answering within the timeout), not "this request is wrong". OSError
-# covers a refused or missing socket and TimeoutError (a subclass since Python 3.11).
+# covers a refused or missing socket and TimeoutError (a subclass since Python 3.11). asyncpg raises
+# InternalClientError ("another operation is in progress") on a connection lost mid-statement.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.TooManyConnectionsError, asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 
