@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared.db import Database, asyncpg_dsn, with_database
@@ -236,3 +237,51 @@ async def test_killing_the_relay_leader_and_the_consumer_process_under_load_lose
 
 async def _leader_among(url: str, pids: set[int]) -> bool:
     return await relay_leader(url, "registry") in pids
+
+
+async def test_the_launcher_starts_a_killed_service_again_and_gives_up_on_a_crash_loop(
+        database_url, bootstrap, tmp_path, monkeypatch):
+    """`make up`'s supervision: a service process killed outright is started again (its relay leads
+    again), but one that dies three times within a minute of starting stops the platform."""
+    import httpx
+
+    from eldercare.infra import free_port
+    from eldercare.launcher import Infrastructure, ServiceProcesses
+    from shared.settings import PlatformSettings
+
+    port = free_port()
+    monkeypatch.setenv("ORDERS_PORT", str(port))
+    monkeypatch.setenv("LOG_JSON", "false")
+    settings = PlatformSettings(orders_port=port)
+    infra = Infrastructure(database_url=database_url, bootstrap=bootstrap)
+    services = ServiceProcesses()
+
+    async def ready() -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                response = await client.get(f"http://127.0.0.1:{port}/readyz")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200 and response.json()["relay"]["leader"]
+
+    def kill() -> None:
+        process = services.processes["orders"]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    try:
+        services.start(settings, infra, tmp_path, ("orders",))
+        await eventually(ready, timeout=90, message="orders ready")
+        first = services.processes["orders"].pid
+        assert services.restart_exited(settings, infra, tmp_path) == []
+        kill()
+        assert services.restart_exited(settings, infra, tmp_path) == ["orders"]
+        assert services.processes["orders"].pid != first
+        await eventually(ready, timeout=90, message="orders ready again, its relay leading")
+        kill()
+        assert services.restart_exited(settings, infra, tmp_path) == ["orders"]
+        kill()
+        with pytest.raises(RuntimeError, match="keeps stopping"):
+            services.restart_exited(settings, infra, tmp_path)
+    finally:
+        services.stop()
