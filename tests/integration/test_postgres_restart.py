@@ -202,3 +202,23 @@ async def flowing(clients: list[asyncio.Task], traffic: Traffic, created: int) -
 async def _true(value: bool) -> bool:
     return value
 
+
+
+async def test_the_launcher_starts_its_postgresql_again_when_it_stops(private_postgres):
+    """`make up` watches the embedded PostgreSQL it started: killed, it is started again on the same
+    data, and what was committed before is there."""
+    from eldercare.launcher import Infrastructure
+
+    infra = Infrastructure(database_url=private_postgres.url, bootstrap="unused:9092", postgres=private_postgres)
+    conn = await connect(private_postgres.url)
+    await conn.execute("CREATE TABLE kept (n integer)")
+    await conn.execute("INSERT INTO kept VALUES (42)")
+    await conn.close()
+    assert infra.restart_postgres_if_stopped() is False
+    private_postgres.kill()
+    assert infra.restart_postgres_if_stopped() is True
+    conn = await connect(private_postgres.url)
+    try:
+        assert await conn.fetchval("SELECT n FROM kept") == 42
+    finally:
+        await conn.close()
