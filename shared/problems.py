@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -101,7 +102,8 @@ def database_unavailable(cause: BaseException | None = None) -> ServiceUnavailab
     """The answer while PostgreSQL is stopped, restarting or not answering: retry shortly."""
     problem = ServiceUnavailable(
         "The database is unreachable (PostgreSQL is stopped, restarting or not answering in time). "
-        "Nothing was changed by this request; retry after a few seconds. Operators: see /readyz.",
+        "Retry after a few seconds; a write retried with the same Idempotency-Key takes effect once. "
+        "Operators: see /readyz.",
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         cause=type(cause).__name__ if cause is not None else "unreachable",
     )
@@ -132,6 +134,21 @@ def validation_errors(errors: list[dict]) -> list[dict[str, Any]]:
             for e in errors]
 
 
+_unavailable_log = {"last": 0.0, "quiet": 0}
+
+
+def _warn_unavailable(request: Request, exc: BaseException) -> None:
+    """One warning a second while the database is away, with how many 503s it stands for (at
+    hundreds of requests a second, one line each would bury everything else in the log)."""
+    now = time.monotonic()
+    if now - _unavailable_log["last"] < 1.0:
+        _unavailable_log["quiet"] += 1
+        return
+    log.warning("database unavailable on %s %s: %s (%d more 503s since the last warning)",
+                request.method, request.url.path, exc, _unavailable_log["quiet"])
+    _unavailable_log["last"], _unavailable_log["quiet"] = now, 0
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map every error to a problem-details answer; nothing escapes as an HTML page or a bare 500."""
 
@@ -141,7 +158,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DatabaseUnavailable)
     async def _database(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        _warn_unavailable(request, exc)
         return problem_response(database_unavailable(exc.cause), request)
 
     @app.exception_handler(RequestValidationError)
@@ -166,7 +183,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         if is_connection_error(exc):  # reached the database outside shared.db's wrappers
-            log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+            _warn_unavailable(request, exc)
             return problem_response(database_unavailable(exc), request)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         problem = Problem("An unexpected error occurred; it has been logged.")
