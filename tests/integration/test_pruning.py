@@ -163,3 +163,41 @@ async def test_indexes_the_pruner_walks_exist_in_every_service_schema(registry, 
     found = {(r["schemaname"], r["indexname"]) for r in rows}
     assert {(s, "inbox_processed_at") for s in SERVICES} <= found
     assert {("registry", "idempotency_keys_created_at"), ("registry", "ingest_events_received_at")} <= found
+
+
+async def test_a_county_repost_and_a_repeated_write_within_the_window_are_still_recognised(registry, puyang):
+    """Through the registry's API: an ingest event claimed ten days ago and an Idempotency-Key
+    used ten days ago survive a pruning round, so the repeat is "duplicate" / replayed; a claim
+    past the retention is gone."""
+    import uuid
+
+    from tests.integration.test_registry_ingest import a_resident, event
+    from tests.integration.test_registry_residents import resident_body
+
+    runtime = registry.app.state.runtime
+    rid, _ = await a_resident(registry, puyang)
+    kept = event("eldercare.county.device.activity.v1", {"device_id": "DOOR-kept", "kind": "door"}, subject=rid)
+    expired = event("eldercare.county.device.activity.v1", {"device_id": "DOOR-old", "kind": "door"}, subject=rid)
+    assert (await registry.post("/v1/events", headers=puyang, json=[kept, expired])).json()["accepted"] == 2
+    body = resident_body(living_arrangement="alone", categories=[])
+    headers = {**puyang, "Idempotency-Key": str(uuid.uuid4())}
+    first = await registry.post("/v1/residents", json=body, headers=headers)
+    assert first.status_code == 201
+    async with runtime.db.transaction() as conn:
+        await conn.execute("UPDATE ingest_events SET received_at = now() - interval '10 days' WHERE event_id = $1",
+                           kept["id"])
+        await conn.execute("UPDATE ingest_events SET received_at = now() - interval '15 days' WHERE event_id = $1",
+                           expired["id"])
+        await conn.execute("UPDATE idempotency_keys SET created_at = now() - interval '10 days' WHERE key = $1",
+                           headers["Idempotency-Key"])
+
+    deleted = await runtime.pruner.prune_round()
+
+    assert deleted is not None and deleted["ingest_events"] >= 1
+    again = (await registry.post("/v1/events", headers=puyang, json=[kept])).json()
+    assert again["duplicate"] == 1 and again["accepted"] == 0
+    repeat = await registry.post("/v1/residents", json=body, headers=headers)
+    assert repeat.status_code == 201 and repeat.headers["idempotent-replayed"] == "true"
+    assert repeat.json()["id"] == first.json()["id"]
+    async with runtime.db.connection() as conn:
+        assert not await conn.fetchval("SELECT count(*) FROM ingest_events WHERE event_id = $1", expired["id"])
