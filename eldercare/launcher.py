@@ -41,6 +41,14 @@ class Infrastructure:
         if self.postgres is not None and self.postgres.started_here:
             self.postgres.stop()
 
+    def restart_postgres_if_stopped(self) -> bool:
+        """Start the embedded PostgreSQL again if it is no longer running (stopped by hand,
+        crashed, killed); True when it was. The services reconnect by themselves."""
+        if self.postgres is None or self.postgres.is_running():
+            return False
+        self.postgres.start()
+        return True
+
 
 def start_infrastructure(settings: PlatformSettings, state_dir: Path) -> Infrastructure:
     """Start what DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS do not already name; create topics; migrate."""
@@ -79,11 +87,18 @@ async def _prepare(infra: Infrastructure, settings: PlatformSettings) -> None:
         await asyncio.to_thread(upgrade, service, infra.database_url)
 
 
+# A service that exits this many times, each within this many seconds of its start, is not restarted.
+CRASH_LOOP_EXITS, CRASH_LOOP_WINDOW_S = 3, 60.0
+
+
 @dataclass
 class ServiceProcesses:
     """The service processes this launcher runs, each logging to `<state>/logs/<service>.log`."""
 
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # When each service last started, and how often it died soon after starting (a crash loop).
+    started_at: dict[str, float] = field(default_factory=dict)
+    quick_exits: dict[str, int] = field(default_factory=dict)
 
     def start(self, settings: PlatformSettings, infra: Infrastructure, log_dir: Path,
               services: tuple[str, ...] = SERVICES) -> None:
@@ -97,6 +112,21 @@ class ServiceProcesses:
                 env=env, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
             logfile.close()
+            self.started_at[service] = time.monotonic()
+
+    def restart_exited(self, settings: PlatformSettings, infra: Infrastructure, log_dir: Path) -> list[str]:
+        """Start again each service whose process ended (killed, crashed): its relay and consumers
+        take up where the outbox and the committed offsets say, so nothing is lost or doubled.
+        RuntimeError for a service that died within a minute of starting three times running."""
+        exited = [service for service, proc in self.processes.items() if proc.poll() is not None]
+        for service in exited:
+            quick = time.monotonic() - self.started_at.get(service, 0.0) < CRASH_LOOP_WINDOW_S
+            self.quick_exits[service] = self.quick_exits.get(service, 0) + 1 if quick else 0
+            if self.quick_exits[service] >= CRASH_LOOP_EXITS:
+                raise RuntimeError(f"the {service} service keeps stopping (exit code "
+                                   f"{self.processes[service].returncode}); see its log")
+            self.start(settings, infra, log_dir, (service,))
+        return exited
 
     def wait_healthy(self, settings: PlatformSettings, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -189,10 +219,15 @@ def run_up(settings: PlatformSettings, seed: bool = True) -> None:
             simulator = start_simulator(infra, state_dir / "logs", settings.require_jwt_secret())
         _print_ready(settings, state_dir, time.monotonic() - started)
         while True:
-            exited = services.any_exited()
-            if exited:
-                console.print(f"[red]The {exited} service stopped unexpectedly; see "
-                              f"{state_dir / 'logs' / (exited + '.log')}. Shutting down.[/]")
+            if infra.restart_postgres_if_stopped():
+                console.print("[yellow]PostgreSQL had stopped; started it again on "
+                              f"{infra.postgres.pgdata} (the services reconnect by themselves).[/]")
+            try:
+                for exited in services.restart_exited(settings, infra, state_dir / "logs"):
+                    console.print(f"[yellow]The {exited} service stopped unexpectedly (see "
+                                  f"{state_dir / 'logs' / (exited + '.log')}); started it again.[/]")
+            except RuntimeError as exc:
+                console.print(f"[red]{exc}. Shutting down.[/]")
                 break
             time.sleep(0.5)
     except _Stop:

@@ -15,7 +15,7 @@ async def run_worker(service: str, settings: PlatformSettings) -> None:
     """Run until SIGTERM/SIGINT; the database transaction of an interrupted batch rolls back."""
     configure_logging(f"{service}-worker", settings.log_level, settings.log_json)
     module = importlib.import_module(f"services.{service}.worker")
-    runtime = await start_runtime(service, settings, module.build_consumers)
+    runtime = await start_runtime(service, settings, module.build_consumers, getattr(module, "PRUNE_TARGETS", ()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -12,11 +12,56 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import orjson
+import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 log = logging.getLogger(__name__)
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# Errors that mean "PostgreSQL is not there right now" (stopped, restarting, recovering from a crash,
+# out of connection slots, or not answering within the timeout), not "this request is wrong". OSError
+# covers a refused or missing socket and TimeoutError (a subclass since Python 3.11). asyncpg raises
+# InternalClientError ("another operation is in progress") on a connection lost mid-statement.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError, asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL could not be reached or did not answer in time; the request may be retried.
+    Mapped to 503 with Retry-After by shared.problems."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for an error meaning the database is unreachable, also when SQLAlchemy wrapped it."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, (DatabaseUnavailable, sqlalchemy.exc.TimeoutError, *CONNECTION_ERRORS)):
+            return True
+        exc = getattr(exc, "orig", None) or exc.__cause__
+        seen += 1
+    return False
+
+
+class _OneLineWhileAway(logging.Filter):
+    """asyncpg logs a full traceback each time it fails to refill the pool while PostgreSQL is away
+    (with its own backoff); one line says as much."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and isinstance(record.exc_info[1], CONNECTION_ERRORS):
+            record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLineWhileAway())
 
 
 def quote_ident(name: str) -> str:
@@ -79,9 +124,11 @@ async def _release_quickly(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-async def connect(url: str, schema: str | None = None, **kwargs) -> asyncpg.Connection:
+async def connect(url: str, schema: str | None = None, *, server_settings: dict | None = None,
+                  **kwargs) -> asyncpg.Connection:
     """One asyncpg connection (for LISTEN, advisory locks, scripts)."""
     settings = {"search_path": schema} if schema else {}
+    settings.update(server_settings or {})
     conn = await asyncpg.connect(asyncpg_dsn(url), server_settings=settings, **kwargs)
     await _init_connection(conn)
     return conn
@@ -101,15 +148,36 @@ async def wait_for_database(url: str, timeout: float = 60.0) -> None:
             await asyncio.sleep(0.5)
 
 
+def connection_lost(conn: asyncpg.Connection) -> bool:
+    """True when a (pooled) connection died: closed, or already taken back by the pool because it
+    was lost (the proxy then refuses every call)."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
+def _raise_if_died(exc: Exception, conn: asyncpg.Connection) -> None:
+    """Any error on a connection that died meanwhile means the database went away (asyncpg then
+    also reports client-state errors, such as "another operation is in progress")."""
+    if not isinstance(exc, CONNECTION_ERRORS) and connection_lost(conn):
+        raise DatabaseUnavailable(exc) from exc
+
+
 class Database:
     """A service's database: asyncpg pool + SQLAlchemy engine, both confined to its schema."""
 
-    def __init__(self, url: str, schema: str, pool_size: int = 10, statement_timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, schema: str, pool_size: int = 10, *, statement_timeout_s: float = 30.0,
+                 acquire_timeout: float = 5.0, command_timeout: float = 30.0) -> None:
         quote_ident(schema)
         self.url = url
         self.schema = schema
         self.pool_size = pool_size
         self.statement_timeout_ms = int(statement_timeout_s * 1000)
+        # Bounds on a request's wait: for a pooled connection (all busy, or PostgreSQL away and the
+        # connect attempt hanging) and for any one statement. Past them the caller gets 503.
+        self.acquire_timeout = acquire_timeout
+        self.command_timeout = command_timeout
         self.pool: asyncpg.Pool | None = None
         self.engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
@@ -126,14 +194,18 @@ class Database:
                              "statement_timeout": str(self.statement_timeout_ms)},
             init=_init_connection,
             reset=_release_quickly,
+            command_timeout=self.command_timeout,
+            timeout=self.acquire_timeout,
         )
         self.engine = create_async_engine(
             sqlalchemy_url(self.url),
             pool_size=self.pool_size,
             max_overflow=5,
             pool_pre_ping=True,
+            pool_timeout=self.acquire_timeout,
             connect_args={"server_settings": {"search_path": self.schema,
-                                              "statement_timeout": str(self.statement_timeout_ms)}},
+                                              "statement_timeout": str(self.statement_timeout_ms)},
+                          "command_timeout": self.command_timeout, "timeout": self.acquire_timeout},
         )
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
 
@@ -145,35 +217,55 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection without a transaction: one round trip per read query."""
+        """A pooled connection without a transaction: one round trip per read query. PostgreSQL
+        away or not answering in time raises DatabaseUnavailable (503), never a hang."""
         assert self.pool is not None, "Database.start() first"
-        async with self.pool.acquire() as conn:
-            yield conn
+        try:
+            async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+                try:
+                    yield conn
+                except Exception as exc:
+                    _raise_if_died(exc, conn)
+                    raise
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(exc) from exc
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled asyncpg connection inside one transaction (commit on exit, rollback on error)."""
         assert self.pool is not None, "Database.start() first"
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                yield conn
+        try:
+            async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+                try:
+                    async with conn.transaction():
+                        yield conn
+                except Exception as exc:
+                    _raise_if_died(exc, conn)
+                    raise
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(exc) from exc
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A SQLModel session committed once at the end, rolled back on error (STYLE #11)."""
         assert self._sessions is not None, "Database.start() first"
-        async with self._sessions() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
+        try:
+            async with self._sessions() as session:
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+        except Exception as exc:
+            if is_connection_error(exc) and not isinstance(exc, DatabaseUnavailable):
+                raise DatabaseUnavailable(exc) from exc
+            raise
 
     async def ping(self) -> None:
         assert self.pool is not None
-        async with self.pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
+        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+            await conn.fetchval("SELECT 1", timeout=self.acquire_timeout)
 
 
 async def raw_connection(session: AsyncSession) -> asyncpg.Connection:

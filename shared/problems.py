@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import asyncpg
@@ -10,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.db import DatabaseUnavailable, is_connection_error
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -95,6 +98,24 @@ class ServiceUnavailable(Problem):
     status, title, slug = 503, "Service unavailable", "unavailable"
 
 
+# Seconds a client is asked to wait while PostgreSQL is away: a restart of the embedded server
+# takes about two (docs/benchmarks.md, "PostgreSQL restart").
+DATABASE_RETRY_AFTER_S = 3
+
+
+def database_unavailable(cause: BaseException | None = None) -> ServiceUnavailable:
+    """The answer while PostgreSQL is stopped, restarting or not answering: retry shortly."""
+    problem = ServiceUnavailable(
+        "The database is unreachable (PostgreSQL is stopped, restarting or not answering in time). "
+        "Retry after a few seconds; a write retried with the same Idempotency-Key takes effect once. "
+        "Operators: see /readyz.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        cause=type(cause).__name__ if cause is not None else "unreachable",
+    )
+    problem.slug = "database-unavailable"
+    return problem
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
     return JSONResponse(
         problem.body(str(request.url.path) if request else None),
@@ -118,12 +139,32 @@ def validation_errors(errors: list[dict]) -> list[dict[str, Any]]:
             for e in errors]
 
 
+_unavailable_log = {"last": 0.0, "quiet": 0}
+
+
+def _warn_unavailable(request: Request, exc: BaseException) -> None:
+    """One warning a second while the database is away, with how many 503s it stands for (at
+    hundreds of requests a second, one line each would bury everything else in the log)."""
+    now = time.monotonic()
+    if now - _unavailable_log["last"] < 1.0:
+        _unavailable_log["quiet"] += 1
+        return
+    log.warning("database unavailable on %s %s: %s (%d more 503s since the last warning)",
+                request.method, request.url.path, exc, _unavailable_log["quiet"])
+    _unavailable_log["last"], _unavailable_log["quiet"] = now, 0
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map every error to a problem-details answer; nothing escapes as an HTML page or a bare 500."""
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc, request)
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _database(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        _warn_unavailable(request, exc)
+        return problem_response(database_unavailable(exc.cause), request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -154,6 +195,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_connection_error(exc):  # reached the database outside shared.db's wrappers
+            _warn_unavailable(request, exc)
+            return problem_response(database_unavailable(exc), request)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         problem = Problem("An unexpected error occurred; it has been logged.")
         problem.status, problem.title, problem.slug = 500, "Internal error", "internal"

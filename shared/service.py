@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -20,10 +20,11 @@ from shared.events.asyncapi import build_asyncapi
 from shared.http import FastJSONResponse, PlatformMiddleware
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.kafka import wait_for_broker
+from shared.messaging.pruning import SHARED_TARGETS, PruneTarget, Pruner
 from shared.messaging.relay import OutboxRelay
 from shared.migrations import upgrade_async
 from shared.observability import configure_logging
-from shared.problems import ServiceUnavailable, install_problem_handlers
+from shared.problems import DATABASE_RETRY_AFTER_S, ServiceUnavailable, install_problem_handlers
 from shared.settings import PlatformSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class ServiceRuntime:
     settings: PlatformSettings
     db: Database
     relay: OutboxRelay | None = None
+    pruner: Pruner | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
     # Service-specific long-lived objects (e.g. reporting's live-stream broadcaster).
@@ -45,6 +47,8 @@ class ServiceRuntime:
     def start_workers(self) -> None:
         if self.relay is not None:
             self.tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
+        if self.pruner is not None:
+            self.tasks.append(asyncio.create_task(self.pruner.run(), name=f"{self.name}-pruner"))
         for consumer in self.consumers:
             self.tasks.append(asyncio.create_task(consumer.run(), name=f"{consumer.name}-consumer"))
 
@@ -76,13 +80,16 @@ def require_bootstrap(settings: PlatformSettings) -> str:
     return settings.kafka_bootstrap_servers
 
 
-async def start_runtime(name: str, settings: PlatformSettings, consumers: ConsumerFactory | None) -> ServiceRuntime:
-    """Wait for PostgreSQL, migrate this service's schema, connect; build (not start) its workers."""
+async def start_runtime(name: str, settings: PlatformSettings, consumers: ConsumerFactory | None,
+                        prune_targets: Sequence[PruneTarget] = ()) -> ServiceRuntime:
+    """Wait for PostgreSQL, migrate this service's schema, connect; build (not start) its workers.
+    `prune_targets`: the service's own de-duplication tables, pruned with the shared ones."""
     url = require_database_url(settings)
     bootstrap = require_bootstrap(settings)
     await _wait_and_migrate(name, url)
     db = Database(url, schema=name, pool_size=settings.db_pool_size,
-                  statement_timeout_s=settings.db_statement_timeout_s)
+                  statement_timeout_s=settings.db_statement_timeout_s,
+                  acquire_timeout=settings.db_acquire_timeout_s, command_timeout=settings.db_command_timeout_s)
     await db.start()
     runtime = ServiceRuntime(name=name, settings=settings, db=db)
     runtime.relay = OutboxRelay(
@@ -95,6 +102,11 @@ async def start_runtime(name: str, settings: PlatformSettings, consumers: Consum
         batch_size=settings.outbox_batch_size,
         retention_days=settings.outbox_retention_days,
         check_interval=settings.relay_check_interval_s,
+    )
+    runtime.pruner = Pruner(
+        service=name, database_url=url, schema=name, targets=(*SHARED_TARGETS, *prune_targets),
+        retention_days=settings.dedup_retention_days, batch_size=settings.prune_batch_size,
+        interval_s=settings.prune_interval_s,
     )
     if consumers is not None:
         runtime.consumers = consumers(runtime)
@@ -123,7 +135,7 @@ def health_router(name: str) -> APIRouter:
             await asyncio.wait_for(runtime.db.ping(), 2)
             checks["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            checks["database"] = f"unreachable: {type(exc).__name__}"
+            checks["database"] = f"unreachable: PostgreSQL is not answering ({type(exc).__name__})"
         try:
             await wait_for_broker(require_bootstrap(runtime.settings), timeout=2)
             checks["broker"] = "ok"
@@ -134,7 +146,8 @@ def health_router(name: str) -> APIRouter:
         if runtime.relay is not None:
             body["relay"] = {"leader": runtime.relay.is_leader, "published": runtime.relay.published_total,
                              "replays": runtime.relay.replays}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        return JSONResponse(body, status_code=200 if ready else 503,
+                            headers=None if ready else {"Retry-After": str(DATABASE_RETRY_AFTER_S)})
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
@@ -159,6 +172,7 @@ def create_service_app(
     path_limits: dict[str, int] | None = None,
     on_start: Callable[[ServiceRuntime], object] | None = None,
     own_text_checks: tuple[str, ...] = (),
+    prune_targets: Sequence[PruneTarget] = (),
 ) -> FastAPI:
     """The FastAPI app of a service, with the platform's lifespan, middleware and operations routes."""
 
@@ -169,7 +183,7 @@ def create_service_app(
         cfg.require_jwt_secret()
         configure_logging(name, cfg.log_level, cfg.log_json)
         app.state.settings = cfg
-        runtime = await start_runtime(name, cfg, consumers)
+        runtime = await start_runtime(name, cfg, consumers, prune_targets)
         app.state.runtime = runtime
         if on_start is not None:
             result = on_start(runtime)

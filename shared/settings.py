@@ -92,6 +92,17 @@ class PlatformSettings(BaseSettings):
     # for their own connection; 0 turns it off.
     db_statement_timeout_s: float = Field(30.0, ge=0)
 
+    # A request waits at most this long for a pooled connection (PostgreSQL away: the connect attempt)
+    # and this long for any one statement; past either it gets 503 with Retry-After.
+    db_acquire_timeout_s: float = Field(5.0, gt=0, le=120)
+    db_command_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # Inbox rows, idempotency keys and the registry's ingest event claims are kept this long, then
+    # pruned (the audit log never is). Longer than OUTBOX_RETENTION_DAYS: a replay re-sends the
+    # retained outbox, and each redelivered event must still find its inbox row.
+    dedup_retention_days: float = Field(14.0, gt=0)
+    prune_interval_s: float = Field(300.0, gt=0)
+    prune_batch_size: int = Field(5000, ge=1, le=100_000)
+
     @model_validator(mode="after")
     def _refuse_unsafe_secrets(self) -> "PlatformSettings":
         # Empty is allowed here (migrate, seed, asyncapi sign nothing); require_jwt_secret() is
@@ -100,6 +111,11 @@ class PlatformSettings(BaseSettings):
             raise ValueError(problem)
         if self.jwt_ttl_seconds > self.jwt_max_ttl_seconds:
             raise ValueError("JWT_TTL_SECONDS must not exceed JWT_MAX_TTL_SECONDS")
+        if self.dedup_retention_days <= self.outbox_retention_days:
+            raise ValueError(
+                f"DEDUP_RETENTION_DAYS ({self.dedup_retention_days:g}) must be longer than "
+                f"OUTBOX_RETENTION_DAYS ({self.outbox_retention_days:g}): an event replayed from the "
+                "outbox must still find its inbox row, or it would be applied twice")
         return self
 
     def require_jwt_secret(self) -> str:

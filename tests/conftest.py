@@ -88,6 +88,26 @@ def private_broker():
 
 
 @pytest.fixture
+def private_postgres():
+    """A PostgreSQL server of the test's own (a fresh data folder under .state, not pytest's
+    tmp dirs, which other sessions prune) that it may stop, kill and start again; the suite's
+    shared server is never touched. Yields the EmbeddedPostgres (database `eldercare` created)."""
+    import asyncio
+    import shutil
+
+    from shared.db import ensure_database
+
+    folder = STATE / "test-pg" / uuid.uuid4().hex[:8]
+    server = EmbeddedPostgres(folder / "pgdata").start()
+    try:
+        asyncio.run(ensure_database(server.url))
+        yield server
+    finally:
+        server.stop(mode="immediate")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
 def unique() -> str:
     """A short id so tests never collide on one database and broker."""
     return uuid.uuid4().hex[:10]

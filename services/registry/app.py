@@ -10,7 +10,7 @@ from services.registry.api.imports import router as imports_router
 from services.registry.api.residents import router as residents_router
 from services.registry.api.stats import router as stats_router
 from services.registry.republish import on_start
-from services.registry.worker import build_consumers
+from services.registry.worker import PRUNE_TARGETS, build_consumers
 from shared.service import create_service_app
 from shared.settings import PlatformSettings
 
@@ -26,6 +26,7 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         # The ingest gateway names a NUL in an event's field in that event's verdict.
         own_text_checks=("/v1/events",),
         consumers=build_consumers,
+        prune_targets=PRUNE_TARGETS,
         settings=settings,
         on_start=on_start,
     )

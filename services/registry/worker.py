@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 from shared.messaging.consumer import EventConsumer
+from shared.messaging.pruning import PruneTarget
 from shared.service import ServiceRuntime
+
+# The ingest gateway's (source, id) claims are pruned like the inbox: a county re-posting an event
+# within DEDUP_RETENTION_DAYS gets "duplicate"; the audit log is never pruned.
+PRUNE_TARGETS = (PruneTarget("ingest_events", "received_at"),)
 
 
 def build_consumers(runtime: ServiceRuntime) -> list[EventConsumer]:

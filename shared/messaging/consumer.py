@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
+from shared.db import CONNECTION_ERRORS, connection_lost
 from shared.events import UnknownEventType, parse_data
 from shared.events.envelope import CloudEvent
 from shared.messaging.outbox import add_rows, dead_letter_row
@@ -28,9 +29,10 @@ BatchHandler = Callable[[asyncpg.Connection, list[tuple[CloudEvent, BaseModel]]]
 # A consumer's own one-pass parser for the types it knows (envelope and data at once). Raising
 # anything sends the record down the generic path, which gives the dead-letter reason.
 FastParser = Callable[[bytes], tuple[CloudEvent, BaseModel]]
-# Errors that say "try again later", not "this event is bad": the batch is retried.
-TRANSIENT_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                    asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
+# Errors that say "try again later", not "this event is bad": the batch is retried. The database
+# going away (shared.db.CONNECTION_ERRORS: refused, shut down, crashed, recovering, statement
+# cancelled or timed out, out of connection slots) is one of them.
+TRANSIENT_ERRORS = (*CONNECTION_ERRORS, asyncpg.InterfaceError,
                     asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError,
                     asyncio.TimeoutError)
 
@@ -397,6 +399,8 @@ class EventConsumer:
         except TRANSIENT_ERRORS:
             raise
         except Exception as exc:  # noqa: BLE001 - a poison event must not block its partition
+            if connection_lost(conn):  # the database went away mid-batch: not the event's fault
+                raise
             return exc
         results.extend(out)
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Sequence
 
@@ -12,7 +13,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from shared.db import connect
+from shared.db import CONNECTION_ERRORS, connect
 from shared.messaging.kafka import ensure_topics, make_probe_consumer, make_producer, topic_partitions
 from shared.messaging.outbox import encode_headers
 from shared.messaging.partitioning import partition_for
@@ -22,6 +23,8 @@ from shared.observability import OUTBOX_PENDING, OUTBOX_PUBLISHED, OUTBOX_REPLAY
 
 log = logging.getLogger(__name__)
 _BROKER_ERRORS = (KafkaError, OSError, asyncio.TimeoutError)
+# Pauses between reconnection attempts while the database is away.
+DB_RETRY_MIN_S, DB_RETRY_MAX_S = 0.25, 2.0
 
 
 def acks_went_backwards(highs: dict[tuple[str, int], int], acks: Sequence[tuple[str, int, int]]) -> bool:
@@ -86,28 +89,41 @@ class OutboxRelay:
         self.replays = 0
         self.is_leader = False
         self.broker_ok = False
+        self._connected = False
 
     async def run(self) -> None:
-        """Publish until cancelled, surviving database and broker outages."""
+        """Publish until cancelled, surviving database and broker outages: while PostgreSQL is away
+        it reconnects with a growing pause (0.25 s to 2 s), and takes up where the outbox says."""
+        backoff = DB_RETRY_MIN_S
         while True:
+            self._connected = False
             try:
                 await self._run_as_leader()
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("outbox relay lost its database connection: %s", exc)
+            except (*CONNECTION_ERRORS, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if self._connected:
+                    backoff = DB_RETRY_MIN_S  # it was connected: a new outage starts from the short pause
+                log.warning("outbox relay lost its database connection (%s: %s); reconnecting in %.1fs",
+                            type(exc).__name__, exc, backoff)
             except Exception:
                 log.exception("outbox relay failed; restarting")
             self.is_leader = False
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, DB_RETRY_MAX_S)
 
     async def _run_as_leader(self) -> None:
-        conn = await connect(self.database_url, self.schema)
+        # application_name shows in pg_stat_activity which process leads (and holds the lock);
+        # the statement timeout keeps a relay from waiting for ever on a server that stopped answering.
+        conn = await connect(self.database_url, self.schema, timeout=10, command_timeout=60,
+                             server_settings={"application_name": f"{self.service}-relay pid={os.getpid()}"})
+        self._connected = True
         try:
             # Closing the connection releases the lock, so a killed leader hands over at once.
             while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"relay:{self.schema}"):
                 await asyncio.sleep(2.0)
             self.is_leader = True
+            log.info("outbox relay leads its schema", extra={"fields": {"schema": self.schema}})
             wake = asyncio.Event()
             await conn.add_listener(notify_channel(self.schema), lambda *_: wake.set())
             state = await conn.fetch("SELECT topic, partition, high_offset, floor_offset FROM relay_state")

@@ -143,3 +143,38 @@ async def test_bisecting_a_failed_batch_dead_letters_only_the_bad_events_and_kee
         assert sorted(reasons) == ["Unprocessable: odd 81", "Unprocessable: odd 83"]
     finally:
         await db.close()
+
+
+async def test_a_database_crash_inside_a_handler_retries_the_batch_and_dead_letters_nothing(
+        database_url, bootstrap, unique):
+    """PostgreSQL's "terminating connection because of crash of another server process" (57P02) or a
+    statement timeout says nothing about the event: the batch is retried, never dead-lettered."""
+    import asyncpg
+    import pytest
+
+    crashes = [asyncpg.exceptions.CrashShutdownError("terminating connection because of crash"),
+               asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout")]
+
+    async def crash_first(conn, event, data):
+        if crashes:
+            raise crashes.pop(0)
+        await count_handler(conn, event, data)
+
+    schema, topic = f"t_{unique}", f"test.{unique}.v1"
+    await create_schema(database_url, schema, [COUNTS_DDL])
+    db = Database(database_url, schema, pool_size=2)
+    await db.start()
+    consumer = EventConsumer(name=f"cr-{unique}", topics=[topic], handlers={TRAINING: crash_first}, pool=db.pool,
+                             bootstrap=bootstrap, schema=schema)
+    batch = {TopicPartition(topic, 0): [_record(topic, 0, training_event("c", 1).to_json())]}
+    try:
+        for _ in range(2):
+            with pytest.raises((asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.QueryCanceledError)):
+                await consumer.apply_batch(batch)
+        await consumer.apply_batch(batch)
+        async with db.pool.acquire() as conn:
+            dead = await conn.fetchval("SELECT count(*) FROM outbox")
+        assert dead == 0
+        assert await _counts(db) == {"c": (1, 1)}
+    finally:
+        await db.close()
