@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -138,8 +139,8 @@ async def test_killing_the_relay_leader_and_the_consumer_process_under_load_lose
     env = {**os.environ, "DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap,
            "REGISTRY_PORT": str(port), "REGISTRY_WORKERS": "1", "RUN_WORKERS_IN_API": "false",
            "KAFKA_PARTITIONS": "2", "RELAY_CHECK_INTERVAL_S": "0.5", "LOG_JSON": "false",
-           "ELDERCARE_STATE_DIR": str(tmp_path)}
-    token = issue_token(PlatformSettings(), "county", county="410928")
+           "ELDERCARE_STATE_DIR": str(tmp_path), "JWT_SECRET": secrets.token_urlsafe(48)}
+    token = issue_token(PlatformSettings(jwt_secret=env["JWT_SECRET"]), "county", county="410928")
     processes: list[subprocess.Popen] = []
 
     def start(*args: str) -> subprocess.Popen:
@@ -252,7 +253,7 @@ async def test_the_launcher_starts_a_killed_service_again_and_gives_up_on_a_cras
     port = free_port()
     monkeypatch.setenv("ORDERS_PORT", str(port))
     monkeypatch.setenv("LOG_JSON", "false")
-    settings = PlatformSettings(orders_port=port)
+    settings = PlatformSettings(orders_port=port, jwt_secret=secrets.token_urlsafe(48))
     infra = Infrastructure(database_url=database_url, bootstrap=bootstrap)
     services = ServiceProcesses()
 
