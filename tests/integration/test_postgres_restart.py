@@ -6,6 +6,7 @@ every resident written reaches reporting exactly once. Each test runs its own Po
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ async def platform(private_postgres, private_broker):
         # The relay's fallback poll is long, so only its LISTEN connection wakes it in time: the test
         # sees that connection come back.
         relay_check_interval_s=30, kafka_partitions=2, db_acquire_timeout_s=ACQUIRE_TIMEOUT_S,
-        db_command_timeout_s=COMMAND_TIMEOUT_S)
+        db_command_timeout_s=COMMAND_TIMEOUT_S, jwt_secret=secrets.token_urlsafe(48))
     registry, reporting = registry_app(settings), reporting_app(settings)
     async with registry.router.lifespan_context(registry), reporting.router.lifespan_context(reporting):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=registry), base_url="http://registry") as r, \
