@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -174,10 +173,6 @@ def create_service_app(
         if cfg.run_workers_in_api:
             runtime.start_workers()
         log.info("service started", extra={"fields": {"port": cfg.port_of(name)}})
-        # Everything loaded so far (modules, models, routes) lives as long as the process: moved out of
-        # the cyclic collector's sight, each collection only walks what requests allocate (measured:
-        # ~15 % less Python time per ingest batch).
-        gc.freeze()
         try:
             yield
         finally:
