@@ -22,7 +22,7 @@ from shared.messaging.kafka import wait_for_broker
 from shared.messaging.relay import OutboxRelay
 from shared.migrations import upgrade_async
 from shared.observability import configure_logging
-from shared.problems import ServiceUnavailable, install_problem_handlers
+from shared.problems import ProblemMap, ServiceUnavailable, install_problem_handlers
 from shared.settings import PlatformSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ def create_service_app(
     max_body_bytes: int = 5 * 1024 * 1024,
     path_limits: dict[str, int] | None = None,
     on_start: Callable[[ServiceRuntime], object] | None = None,
+    problems: ProblemMap | None = None,
 ) -> FastAPI:
     """The FastAPI app of a service, with the platform's lifespan, middleware and operations routes."""
 
@@ -185,7 +186,7 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
                   openapi_url="/openapi.json", docs_url="/docs", default_response_class=FastJSONResponse,
                   telemetry={"tracing": False, "metrics": False, "logs": False})
-    install_problem_handlers(app)
+    install_problem_handlers(app, problems)
     document_bearer_auth(app)
     app.add_middleware(PlatformMiddleware, service=name, max_body_bytes=max_body_bytes,
                        path_limits=path_limits)

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.registry.api.events import router as events_router
 from services.registry.api.imports import router as imports_router
+from services.registry.api.problems import PROBLEMS
 from services.registry.api.residents import router as residents_router
 from services.registry.api.stats import router as stats_router
 from services.registry.importer import recover_interrupted_imports
@@ -25,4 +26,5 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         consumers=build_consumers,
         settings=settings,
         on_start=recover_interrupted_imports,
+        problems=PROBLEMS,
     )

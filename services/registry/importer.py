@@ -736,8 +736,7 @@ def check_capacity() -> None:
     """Refuse a new upload while this process already has its fill of imports waiting or running."""
     if sum(1 for t in _TASKS if not t.done()) >= MAX_JOBS_PER_PROCESS:
         raise ImportsBusy(f"已有 {MAX_JOBS_PER_PROCESS} 个导入在排队或进行中,请稍后再试 / "
-                          f"{MAX_JOBS_PER_PROCESS} imports are already queued or running; try again later",
-                          headers={"Retry-After": "60"})
+                          f"{MAX_JOBS_PER_PROCESS} imports are already queued or running; try again later")
 
 
 def start_import(runtime, job_id: uuid.UUID, path: Path, *, scope_county: str | None) -> asyncio.Task:
