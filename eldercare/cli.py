@@ -6,11 +6,14 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from shared.settings import SERVICES, get_settings
+from shared.settings import SERVICES, PlatformSettings, get_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 app = typer.Typer(help="Smart elder-care platform: run, seed, simulate, replay, benchmark.",
                   no_args_is_help=True, add_completion=False)
@@ -53,6 +56,20 @@ def simulate(
     typer.echo(f"posted: {outcome['accepted']:,} accepted, {outcome['rejected']:,} rejected")
 
 
+SERVE_SERVICE_ENV = "ELDERCARE_SERVE_SERVICE"
+
+
+def serve_app(service: str | None = None, settings: PlatformSettings | None = None) -> FastAPI:
+    """The app `eldercare serve` runs in each of its processes (uvicorn's factory when there are
+    several), with the service's process-wide settings (shared/process.py) applied there."""
+    import importlib
+
+    from shared.process import tuned_app
+
+    service = service or os.environ[SERVE_SERVICE_ENV]
+    return tuned_app(importlib.import_module(f"services.{service}.app").create_app(settings), service)
+
+
 @app.command()
 def serve(service: Annotated[str, typer.Argument(help="registry, orders, alerts or reporting")]) -> None:
     """Run one service's HTTP API (and, unless RUN_WORKERS_IN_API=false, its relay and consumers)."""
@@ -69,20 +86,6 @@ def serve(service: Annotated[str, typer.Argument(help="registry, orders, alerts 
         uvicorn.run("eldercare.cli:serve_app", factory=True, workers=workers, **options)
     else:
         uvicorn.run(serve_app(service, settings), **options)
-
-
-SERVE_SERVICE_ENV = "ELDERCARE_SERVE_SERVICE"
-
-
-def serve_app(service: str | None = None, settings=None):
-    """The app `eldercare serve` runs in each of its processes, with the service's process-wide
-    settings (shared/process.py) applied there."""
-    import importlib
-
-    from shared.process import tuned_app
-
-    service = service or os.environ[SERVE_SERVICE_ENV]
-    return tuned_app(importlib.import_module(f"services.{service}.app").create_app(settings), service)
 
 
 @app.command()

@@ -1,7 +1,6 @@
-"""Reporting's pure rules: folding resident events into counters, age bands, targets, the stream buffer."""
+"""Reporting's pure rules: folding resident events into counters, targets, the stream buffer."""
 
 import json
-from datetime import date
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from services.reporting.domain.folding import CITY, ResidentState, apply_event, delta
+from services.reporting.domain.folding import CITY, apply_event, delta
 from services.reporting.domain.targets import family_bed_targets
 from services.reporting.stream import Broadcaster
 from shared.regions import load_counties
