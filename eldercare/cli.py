@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from shared.settings import SERVICES, get_settings
+from shared.settings import SERVICES, PlatformSettings, get_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 app = typer.Typer(help="Smart elder-care platform: run, seed, simulate, replay, benchmark.",
                   no_args_is_help=True, add_completion=False)
@@ -26,7 +30,9 @@ def up(no_seed: Annotated[bool, typer.Option("--no-seed", help="Skip seeding the
     """Start PostgreSQL and the broker (embedded unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS are
     set), create topics, migrate, start the four services; Ctrl-C stops everything."""
     from eldercare.launcher import run_up
+    from shared.process import tune_process
 
+    tune_process("registry")  # this process imports the synthetic city on the first start
     run_up(get_settings(), seed=not no_seed)
 
 
@@ -50,11 +56,23 @@ def simulate(
     typer.echo(f"posted: {outcome['accepted']:,} accepted, {outcome['rejected']:,} rejected")
 
 
+SERVE_SERVICE_ENV = "ELDERCARE_SERVE_SERVICE"
+
+
+def serve_app(service: str | None = None, settings: PlatformSettings | None = None) -> FastAPI:
+    """The app `eldercare serve` runs in each of its processes (uvicorn's factory when there are
+    several), with the service's process-wide settings (shared/process.py) applied there."""
+    import importlib
+
+    from shared.process import tuned_app
+
+    service = service or os.environ[SERVE_SERVICE_ENV]
+    return tuned_app(importlib.import_module(f"services.{service}.app").create_app(settings), service)
+
+
 @app.command()
 def serve(service: Annotated[str, typer.Argument(help="registry, orders, alerts or reporting")]) -> None:
     """Run one service's HTTP API (and, unless RUN_WORKERS_IN_API=false, its relay and consumers)."""
-    import importlib
-
     import uvicorn
 
     _check_service(service)
@@ -65,17 +83,20 @@ def serve(service: Annotated[str, typer.Argument(help="registry, orders, alerts 
                    timeout_graceful_shutdown=10)
     if workers > 1:
         # Several processes need an import string; each builds its app from the same environment.
-        uvicorn.run(f"services.{service}.app:create_app", factory=True, workers=workers, **options)
+        os.environ[SERVE_SERVICE_ENV] = service
+        uvicorn.run("eldercare.cli:serve_app", factory=True, workers=workers, **options)
     else:
-        uvicorn.run(importlib.import_module(f"services.{service}.app").create_app(settings), **options)
+        uvicorn.run(serve_app(service, settings), **options)
 
 
 @app.command()
 def worker(service: Annotated[str, typer.Argument(help="registry, orders, alerts or reporting")]) -> None:
     """Run one service's outbox relay and consumers without HTTP (for scaling out)."""
     from eldercare.workers import run_worker
+    from shared.process import tune_process
 
     _check_service(service)
+    tune_process(service)
     asyncio.run(run_worker(service, get_settings()))
 
 
@@ -228,7 +249,9 @@ def seed_command(
     DATABASE_URL, else the embedded PostgreSQL."""
     from eldercare.infra import PG_DATABASE, EmbeddedPostgres
     from eldercare.seeding import seed_registry
+    from shared.process import tune_process
 
+    tune_process("registry")  # the import runs in this process
     settings = get_settings()
     state_dir = settings.eldercare_state_dir.resolve()
     postgres = None
@@ -276,7 +299,9 @@ def bench_registry(
         raise typer.BadParameter("part is import, api, ingest or all")
     if part in ("import", "all"):
         from bench.registry import main
+        from shared.process import tune_process
 
+        tune_process("registry")  # the import runs in this process, as in `eldercare seed`
         main(rows=rows, runs=runs)
     if part in ("api", "ingest", "all"):
         from bench.common import bench_infrastructure

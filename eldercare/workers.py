@@ -1,4 +1,5 @@
-"""`eldercare worker <service>`: a service's relay and consumers in their own process."""
+"""`eldercare worker <service>`: a service's relay and consumers in their own process (the command
+applies the service's process-wide settings, shared/process.py, before this runs)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import importlib
 import signal
 
 from shared.observability import configure_logging
+from shared.process import freeze_startup_heap
 from shared.service import start_runtime
 from shared.settings import PlatformSettings
 
@@ -21,6 +23,7 @@ async def run_worker(service: str, settings: PlatformSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runtime.start_workers()
+    freeze_startup_heap()
     try:
         await stop.wait()
     finally:

@@ -107,8 +107,8 @@ def configure_logging(service: str, level: str = "INFO", as_json: bool = True) -
         logging.getLogger(name).propagate = True
     logging.getLogger("aiokafka").setLevel(logging.WARNING if level.upper() != "DEBUG" else logging.DEBUG)
     # One line per request only when debugging: `eldercare serve` turns uvicorn's access log off, and
-    # requests are counted and timed in /metrics; at 1,000 requests/s the lines cost a worker's CPU
-    # and, with the county simulator, ~90 MB of log a day.
+    # requests are counted and timed in /metrics; at the API's request rates the lines would cost a
+    # worker's CPU and, with the county simulator posting all day, fill the disk.
     logging.getLogger("uvicorn.access").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
 
 

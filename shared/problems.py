@@ -1,9 +1,14 @@
-"""RFC 9457 problem details: domain errors are types, mapped to HTTP answers here and only here."""
+"""RFC 9457 problem details. Domain code raises `DomainError`s, plain exceptions with names that
+know nothing of HTTP; each service's api package maps them to problem types in one table
+(`ProblemMap`), which `install_problem_handlers` answers with. `Problem`s are raised by the web
+layer itself (authentication, request parsing)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field as dataclass_field
 from typing import Any
 
 import asyncpg
@@ -86,6 +91,10 @@ class PayloadTooLarge(Problem):
     status, title, slug = 413, "Payload too large", "payload-too-large"
 
 
+class UnsupportedMediaType(Problem):
+    status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
+
+
 class Unprocessable(Problem):
     status, title, slug = 422, "Unprocessable content", "validation-error"
 
@@ -114,6 +123,46 @@ def database_unavailable(cause: BaseException | None = None) -> ServiceUnavailab
     )
     problem.slug = "database-unavailable"
     return problem
+
+
+class DomainError(Exception):
+    """A rule refused a request. `detail` is the sentence a person reads; `field` names the culprit;
+    `extra` members go into the answer as they are (e.g. the county that owns an ID number)."""
+
+    def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.extra = extra
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemType:
+    """How one domain error is answered: the problem it is a kind of (its status, and its title
+    unless `title` says otherwise), its own type slug, and any headers the answer carries."""
+
+    kind: type[Problem]
+    slug: str
+    title: str | None = None
+    headers: Mapping[str, str] = dataclass_field(default_factory=dict)
+
+    def problem_of(self, error: DomainError) -> Problem:
+        problem = self.kind(error.detail, field=error.field, headers=dict(self.headers), **error.extra)
+        problem.slug = self.slug
+        if self.title is not None:
+            problem.title = self.title
+        return problem
+
+
+ProblemMap = Mapping[type[DomainError], ProblemType]
+
+
+def problem_for(error: DomainError, problems: ProblemMap) -> Problem | None:
+    """The answer to `error` (looked up along its classes, so a subclass may be mapped by its base)."""
+    for cls in type(error).__mro__:
+        if cls in problems:
+            return problems[cls].problem_of(error)  # type: ignore[index]
+    return None
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
@@ -154,8 +203,10 @@ def _warn_unavailable(request: Request, exc: BaseException) -> None:
     _unavailable_log["last"], _unavailable_log["quiet"] = now, 0
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    """Map every error to a problem-details answer; nothing escapes as an HTML page or a bare 500."""
+def install_problem_handlers(app: FastAPI, problems: ProblemMap | None = None) -> None:
+    """Map every error to a problem-details answer; nothing escapes as an HTML page or a bare 500.
+    `problems` is the service's table of domain errors; one missing from it is a bug (logged, 500)."""
+    table: ProblemMap = problems or {}
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -165,6 +216,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _database(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
         _warn_unavailable(request, exc)
         return problem_response(database_unavailable(exc.cause), request)
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        problem = problem_for(exc, table)
+        if problem is None:
+            return await _unexpected(request, exc)
+        return problem_response(problem, request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

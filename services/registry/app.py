@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.registry.api.admin import router as admin_router
 from services.registry.api.events import router as events_router
 from services.registry.api.imports import router as imports_router
+from services.registry.api.problems import PROBLEMS
 from services.registry.api.residents import router as residents_router
 from services.registry.api.stats import router as stats_router
 from services.registry.republish import on_start
@@ -29,4 +30,5 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         prune_targets=PRUNE_TARGETS,
         settings=settings,
         on_start=on_start,
+        problems=PROBLEMS,
     )

@@ -22,7 +22,7 @@ from shared.events.county import COUNTY_LEVEL_TYPES
 from shared.messaging.outbox import notify_relay
 from shared.messaging.topics import INGEST
 from shared.observability import current_traceparent
-from shared.problems import Problem
+from shared.problems import DomainError, Problem
 
 Live = tuple[Checked, str | None]  # an event that will be applied, and its resident id (None: county-level)
 
@@ -263,7 +263,7 @@ async def _apply_upserts(conn: asyncpg.Connection, items: list[Checked], upserts
             async with conn.transaction():
                 row, _ = await handlers.upsert_from_county(conn, upserts[c.verdict.index], c.event.source)
             c.verdict.resident_id = str(row["id"])
-        except Problem as exc:
+        except (DomainError, Problem) as exc:
             await _unclaim(conn, c)
             c.verdict.reject(exc.field or "data", exc.detail)
 

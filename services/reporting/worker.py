@@ -3,8 +3,6 @@ committed deltas go to the live-stream broadcaster."""
 
 from __future__ import annotations
 
-import gc
-
 from services.reporting.handlers import FOLDED_TYPES, VERSIONED_TYPES, fold_batch
 from services.reporting.parsing import envelope_parser
 from services.reporting.stream import Broadcaster
@@ -17,10 +15,6 @@ CONSUMER = "reporting"
 # a catch-up (first start, rebuild) folds hundreds of thousands of events. Live traffic is not
 # held back by it: getmany returns what has arrived.
 FOLD_BATCH_SIZE = 5000
-# The fold allocates a few dozen short-lived objects per event; with the default threshold (700)
-# the collector ran every ~50 events and took a fifth of the fold's time. Young objects die with
-# their batch, so collecting less often frees the same memory.
-GC_YOUNG_THRESHOLD = 300_000
 # A delta is due on the live stream within a second of the event: the broker may hold an empty
 # fetch this long (aiokafka's 500 ms default showed up as delay on Tansu, which does not answer
 # early; on Kafka it only means more empty fetches while idle).
@@ -31,17 +25,8 @@ def broadcaster_of(runtime: ServiceRuntime) -> Broadcaster:
     return runtime.state.setdefault("broadcaster", Broadcaster())  # type: ignore[return-value]
 
 
-def tune_gc_for_folding() -> None:
-    """Fewer young collections, and the objects alive after start-up (modules, models, the app)
-    moved out of the collector's way: they would otherwise be traversed by every full collection."""
-    young, middle, old = gc.get_threshold()
-    gc.set_threshold(max(GC_YOUNG_THRESHOLD, young), middle, old)
-    gc.freeze()
-
-
 def build_consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
     assert runtime.db.pool is not None
-    tune_gc_for_folding()
     return [EventConsumer(
         name=CONSUMER,
         topics=[RESIDENTS.name, INGEST.name],

@@ -19,7 +19,7 @@ def partition_for(key: bytes | None, partitions: int) -> int:
 
 @lru_cache(maxsize=1 << 17)
 def _keyed_partition(key: bytes, partitions: int) -> int:
-    # murmur2 in pure Python costs ~6 µs a record, a tenth of the ingest gateway's CPU per event;
-    # keys (resident ids) repeat, so the answer is remembered.
+    # murmur2 in pure Python is a noticeable share of the ingest gateway's CPU per event
+    # (docs/benchmarks.md); keys (resident ids) repeat, so the answer is remembered.
     all_partitions = list(range(partitions))
     return _PARTITIONER(key, all_partitions, all_partitions)

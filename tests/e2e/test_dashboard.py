@@ -31,6 +31,7 @@ from eldercare.infra import free_port
 from shared.db import asyncpg_dsn, with_database
 from shared.regions import TOWNSHIPS, load_counties
 from tests.conftest import fresh_id_number, token_for
+from tests.integration.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -102,17 +103,19 @@ class Service:
             return "(no log)"
 
     def wait_ready(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"the {self.name} service exited with code {self.process.returncode}:\n"
                                      f"{self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
+                return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise AssertionError(f"the {self.name} service was not ready in time:\n{self.log_tail()}")
+                return False
+
+        try:
+            eventually(ready, max(deadline - time.monotonic(), 0), 0.25, f"the {self.name} service ready")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.log_tail()}") from None
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -225,17 +228,6 @@ def seed(client: httpx.Client, settings) -> dict:
     return expected
 
 
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
-
-
 # ------------------------------------------------------------------ the page
 
 
@@ -280,7 +272,7 @@ def drive_the_page(chromium: str, settings, registry: Service, reporting: Servic
                    "trainees": city["training"]["trainees"], "facilities": facilities}
             return got if got == expected else None
 
-        wait_until(folded, 60, "reporting folds the seeded events (consumer group join included)")
+        eventually(folded, 60, 0.25, "reporting folds the seeded events (consumer group join included)")
         print(f"seeded and folded in {time.monotonic() - started:.1f}s")
 
         playwright = stack.enter_context(sync_playwright())
@@ -316,7 +308,7 @@ def drive_the_page(chromium: str, settings, registry: Service, reporting: Servic
                 return aggregates, targets
             return None
 
-        aggregates, targets = wait_until(settled, 30, "the page shows the API's latest seq")
+        aggregates, targets = eventually(settled, 30, 0.25, "the page shows the API's latest seq")
         city = aggregates["scopes"]["city"]
         residents = city["residents"]
         rows = {r["county_code"]: r for r in targets["rows"]}
@@ -406,7 +398,7 @@ def drive_the_page(chromium: str, settings, registry: Service, reporting: Servic
             "the change did not come by the stream"
         fetches = page.evaluate("window.__dashboard.fetches") - fetches_before
         assert 1 <= fetches <= 4, f"{fetches} fetches for one burst of deltas"
-        aggregates, _ = wait_until(settled, 15, "the page shows the API's latest seq")
+        aggregates, _ = eventually(settled, 15, 0.25, "the page shows the API's latest seq")
         registered = aggregates["scopes"]["city"]["residents"]["registered"]
         assert int(figure(page, "headline-registered")) == registered == before["headline-registered"] + 1
         county = aggregates["scopes"]["410928"]["residents"]

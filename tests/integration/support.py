@@ -1,10 +1,13 @@
-"""Helpers for integration tests: a throwaway schema with messaging tables, reading a topic."""
+"""Helpers for the tests: a throwaway schema with messaging tables, reading a topic, waiting for a
+condition (`eventually`, also used by the browser test)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -36,13 +39,12 @@ async def read_topic(bootstrap: str, topic: str, *, expect: int | None = None, i
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        partitions: set[int] = set()
         deadline = time.monotonic() + timeout
-        while not partitions and time.monotonic() < deadline:
-            partitions = (await topic_partitions(consumer)).get(topic, set())
-            if not partitions:
-                await asyncio.sleep(0.2)
-        assert partitions, f"topic {topic} does not exist"
+
+        async def partitions_of_topic() -> set[int]:
+            return (await topic_partitions(consumer)).get(topic, set())
+
+        partitions = await eventually(partitions_of_topic, timeout=timeout, message=f"topic {topic} exists")
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         await consumer.seek_to_beginning()
         records: list = []
@@ -66,14 +68,46 @@ async def read_topic(bootstrap: str, topic: str, *, expect: int | None = None, i
         await consumer.stop()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0, interval: float = 0.2,
-                     message: str = "condition not met") -> None:
+def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2,
+               message: str = "condition not met"):
+    """The tests' one way to wait: call `check` until it returns something truthy, and give that back;
+    fail naming `message` and the last value after `timeout` seconds. In an async test the check is
+    async (or returns an awaitable) and the call is awaited: `await eventually(...)`. A plain check
+    makes the call block between tries, for the browser test (never in an async test: it would hold
+    up the event loop the condition depends on)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
+    first = check()
+    if inspect.isawaitable(first):
+        return _eventually_async(check, first, deadline, timeout, interval, message)
+    last = first
+    while not last:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{message} within {timeout:.0f}s (last: {last!r})")
+        time.sleep(interval)
+        last = check()
+    return last
+
+
+async def _eventually_async(check, first: Awaitable, deadline: float, timeout: float, interval: float,
+                            message: str):
+    last = await first
+    while not last:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{message} within {timeout:.0f}s (last: {last!r})")
         await asyncio.sleep(interval)
-    raise AssertionError(f"{message} within {timeout:.0f}s")
+        last = await check()
+    return last
+
+
+async def committed_to(bootstrap: str, group: str, topic: str, ends: dict[int, int]) -> bool:
+    """Whether `group` has committed every partition of `topic` up to `ends` {partition: end offset}:
+    then it has applied (or skipped as a redelivery) everything before them."""
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await probe.start()
+    try:
+        return {p: await probe.committed(TopicPartition(topic, p)) for p in ends} == ends
+    finally:
+        await probe.stop()
 
 
 async def fetchval(url: str, schema: str, query: str, *args):

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from shared.db import Database
 from shared.events import CloudEvent, parse_data
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.kafka import ensure_topics
-from tests.integration.support import COUNTS_DDL, create_schema, eventually
+from tests.integration.support import COUNTS_DDL, committed_to, create_schema, eventually
 from tests.integration.test_backbone_delivery import TRAINING, count_handler, running, training_event
 
 
@@ -48,7 +48,7 @@ async def test_a_pipelined_consumer_applies_each_event_once_in_key_order_and_com
             ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
         async with running(consumer):
             await eventually(lambda: _applied(consumer, 1000), timeout=90, message="all applied")
-            await eventually(lambda: _committed(bootstrap, group, topic, ends), timeout=30,
+            await eventually(lambda: committed_to(bootstrap, group, topic, ends), timeout=30,
                              message="offsets committed to the end")
         counts = await _counts(db)
     finally:
@@ -60,15 +60,6 @@ async def test_a_pipelined_consumer_applies_each_event_once_in_key_order_and_com
 
 async def _applied(consumer: EventConsumer, n: int) -> bool:
     return consumer.applied_total >= n
-
-
-async def _committed(bootstrap: str, group: str, topic: str, ends: dict[int, int]) -> bool:
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await probe.start()
-    try:
-        return {p: await probe.committed(TopicPartition(topic, p)) for p in ends} == ends
-    finally:
-        await probe.stop()
 
 
 def _record(topic: str, offset: int, value: bytes) -> ConsumerRecord:

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
-import time
 import uuid
 
 import openpyxl
@@ -18,7 +16,7 @@ from shared.db import connect
 from shared.events import CloudEvent, parse_data
 from shared.events.residents import ResidentRegistered, ResidentUpdated
 from tests.conftest import fresh_id_number, token_for
-from tests.integration.support import read_topic
+from tests.integration.support import eventually, read_topic
 
 RESIDENTS_TOPIC = "eldercare.registry.residents.v1"
 ENGLISH = ["name", "id_number", "phone", "county_code", "township", "village", "address",
@@ -58,13 +56,12 @@ async def upload(registry, auth: dict, content: bytes, filename: str = "居民.c
 async def finished(registry, auth: dict, response, timeout: float = 60.0) -> dict:
     assert response.status_code == 202, response.text
     location = response.headers["location"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    async def done() -> dict | None:
         job = (await registry.get(location, headers=auth)).json()
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"import not finished within {timeout}s: {job}")
+        return job if job["status"] in ("succeeded", "failed") else None
+
+    return await eventually(done, timeout=timeout, interval=0.1, message="import finished")
 
 
 async def import_file(registry, auth: dict, content: bytes, **kw) -> dict:

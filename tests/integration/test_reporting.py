@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import httpx
@@ -11,6 +10,7 @@ import orjson
 import pytest
 
 from tests.conftest import fresh_id_number, token_for
+from tests.integration.support import eventually
 
 
 @pytest.fixture(scope="session")
@@ -24,24 +24,14 @@ async def reporting(settings, registry):
             yield client
 
 
-async def wait_for(check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"condition not met in {timeout}s (last: {last})")
-
-
 async def settled(reporting, settings, registry=None) -> None:
     """Wait until earlier tests' events are folded: the registry's outbox drained and reporting's
     consumer with nothing left to read, twice in a row."""
     city = token_for(settings, "city")
     calm = 0
-    deadline = time.monotonic() + 90
-    while calm < 2 and time.monotonic() < deadline:
+
+    async def calm_twice() -> bool:
+        nonlocal calm
         pending = 0
         if registry is not None:
             runtime = registry.app.state.runtime
@@ -49,8 +39,9 @@ async def settled(reporting, settings, registry=None) -> None:
                 pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         lag = (await reporting.get("/v1/admin/rebuild", headers=city)).json()["lag"]
         calm = calm + 1 if pending == 0 and lag == 0 else 0
-        await asyncio.sleep(0.5)
-    assert calm >= 2, "reporting did not catch up with earlier events"
+        return calm >= 2
+
+    await eventually(calm_twice, timeout=90, interval=0.5, message="reporting caught up with earlier events")
 
 
 async def county_view(reporting, headers, code="410928") -> dict:
@@ -89,7 +80,7 @@ async def test_resident_events_move_counters_and_facilities_and_training_are_cou
             view["training"]["trainees"] == before["training"]["trainees"] + 40 and \
             view["facilities"]["beds"] == before["facilities"]["beds"] + 20 else None
 
-    after = await wait_for(changed)
+    after = await eventually(changed)
     assert after["residents"]["by_category"].get("dementia", 0) == before["residents"]["by_category"].get("dementia", 0) + 1
     assert after["residents"]["by_living_arrangement"]["alone"] == before["residents"]["by_living_arrangement"].get("alone", 0) + 1
     assert "周秀珍" not in orjson.dumps(after).decode()
@@ -100,7 +91,7 @@ async def test_resident_events_move_counters_and_facilities_and_training_are_cou
         view = await county_view(reporting, viewer)
         return view if view["residents"]["by_status"].get("deceased", 0) == before["residents"]["by_status"].get("deceased", 0) + 1 else None
 
-    dead = await wait_for(died)
+    dead = await eventually(died)
     assert dead["residents"]["active"] == before["residents"]["active"]
     city = (await reporting.get("/v1/aggregates/city", headers=viewer)).json()
     assert city["residents"]["registered"] >= dead["residents"]["registered"]
@@ -173,7 +164,7 @@ async def test_consistency_agrees_with_the_registry_once_events_have_arrived(reg
         body = (await reporting.get("/v1/consistency", headers=city)).json()
         return body if body["consistent"] else None
 
-    body = await wait_for(consistent, timeout=60)
+    body = await eventually(consistent, timeout=60)
     assert body["difference_count"] == 0
 
 
@@ -213,7 +204,7 @@ async def test_rebuild_from_the_event_log_ends_with_exactly_the_same_figures(rep
         after = (await reporting.get("/v1/aggregates", headers=city)).json()
         return after if not diff(figures(before), figures(after)) else None
 
-    after = await wait_for(done, timeout=90)
+    after = await eventually(done, timeout=90)
     assert after["seq"] > before["seq"]
 
 
@@ -228,8 +219,11 @@ async def reporting_url(reporting):
     server = uvicorn.Server(uvicorn.Config(reporting.app, host="127.0.0.1", port=port, lifespan="off",
                                            log_config=None))
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
+
+    async def started() -> bool:
+        return server.started
+
+    await eventually(started, timeout=30, interval=0.05, message="server started")
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task
@@ -238,6 +232,8 @@ async def reporting_url(reporting):
 async def test_stream_sends_a_snapshot_then_deltas_and_resumes_after_a_reconnect(registry, reporting_url, settings):
     viewer = token_for(settings, "viewer")
     puyang = token_for(settings, "county", "410928")
+
+    snapshot_received = asyncio.Event()
 
     async def read_events(client, headers, want, timeout=30):
         got = []
@@ -249,13 +245,14 @@ async def test_stream_sends_a_snapshot_then_deltas_and_resumes_after_a_reconnect
                     kind = line[7:]
                 elif line.startswith("data: "):
                     got.append((kind, orjson.loads(line[6:])))
+                    snapshot_received.set()  # subscribed before the snapshot: later deltas will come
                     if want(got):
                         return got
         return got
 
     async with httpx.AsyncClient(base_url=reporting_url) as client:
         async def post_training():
-            await asyncio.sleep(1.0)
+            await snapshot_received.wait()
             await registry.post("/v1/events", headers=puyang, json=[
                 event("eldercare.county.training.recorded.v1", {"course": "流", "trainees": 7})])
 

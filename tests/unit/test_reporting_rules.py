@@ -1,7 +1,6 @@
-"""Reporting's pure rules: folding resident events into counters, age bands, targets, the stream buffer."""
+"""Reporting's pure rules: folding resident events into counters, targets, the stream buffer."""
 
 import json
-from datetime import date
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from services.reporting.domain.folding import CITY, ResidentState, age_bands, apply_event, delta
-from services.reporting.domain.targets import apportion, family_bed_targets
+from services.reporting.domain.folding import CITY, apply_event, delta
+from services.reporting.domain.targets import family_bed_targets
 from services.reporting.stream import Broadcaster
 from shared.regions import load_counties
 
@@ -62,25 +61,12 @@ def test_death_removes_from_profile_counters_but_keeps_the_status_count():
     assert changes[("410928", "status", "deceased")] == 1 and changes[("410928", "category", "dementia")] == -1
 
 
-def test_age_bands_from_birth_months_are_exact_to_the_month():
-    today = date(2026, 11, 25)
-    bands = age_bands({"1966-11": 2, "1966-12": 3, "1926-01": 1, "1980-05": 4}, today)
-    assert bands["60-64"] == 2  # born Nov 1966: 60 this month
-    assert bands["under_60"] == 3 + 4  # born Dec 1966: still 59
-    assert bands["100+"] == 1
-
-
 def test_family_bed_targets_add_up_to_the_city_target_exactly():
     elderly = {c: county.elderly_60plus for c, county in load_counties().items()}
     city, counties = family_bed_targets(elderly)
     assert city == round(666648 * 0.0072) == 4800
     assert sum(counties.values()) == city
     assert abs(counties["410928"] - 178337 * Fraction(72, 10000)) < 1
-
-
-def test_apportion_uses_largest_remainders():
-    assert apportion(10, {"a": 1, "b": 1, "c": 1}) == {"a": 4, "b": 3, "c": 3}
-    assert apportion(0, {"a": 0}) == {"a": 0}
 
 
 def test_broadcaster_replays_what_a_reconnecting_client_missed_or_asks_for_a_snapshot():

@@ -1,33 +1,32 @@
-"""The registry's domain errors; each is a problem type answered once by shared/problems.py."""
+"""The registry's domain errors: plain exceptions with names. How each is answered over HTTP is
+services/registry/api/problems.py's table."""
 
-from shared.problems import Conflict, Forbidden, NotFound, PreconditionFailed, PreconditionRequired, Unprocessable
-
-
-class ResidentNotFound(NotFound):
-    slug = "resident-not-found"
+from shared.problems import DomainError
 
 
-class ResidentAlreadyRegistered(Conflict):
+class ResidentNotFound(DomainError):
+    pass
+
+
+class ResidentAlreadyRegistered(DomainError):
     """The ID number is registered already; the answer names the owning county, nothing else."""
 
-    slug = "resident-already-registered"
+
+class ResidentNotActive(DomainError):
+    pass
 
 
-class ResidentNotActive(Conflict):
-    slug = "resident-not-active"
+class StaleVersion(DomainError):
+    pass
 
 
-class StaleVersion(PreconditionFailed):
-    slug = "stale-version"
+class VersionRequired(DomainError):
+    pass
 
 
-class VersionRequired(PreconditionRequired):
-    slug = "if-match-required"
+class OutsideScope(DomainError):
+    pass
 
 
-class OutsideScope(Forbidden):
-    slug = "outside-scope"
-
-
-class InvalidRecord(Unprocessable):
-    slug = "invalid-record"
+class InvalidRecord(DomainError):
+    pass

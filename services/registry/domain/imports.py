@@ -27,7 +27,7 @@ from shared.idcard import (
     parse_id_number,
 )
 from shared.privacy import mask_personal
-from shared.problems import NotFound, Problem, ServiceUnavailable
+from shared.problems import DomainError
 from shared.regions import PROVINCE_CODES
 
 # The issue's ceiling: one county's registry fits many times over (the largest has ~180k elders).
@@ -64,16 +64,16 @@ _HEADER_ALIASES: dict[str, str] = {
 }
 
 
-class ImportJobNotFound(NotFound):
-    slug = "import-not-found"
+class ImportJobNotFound(DomainError):
+    pass
 
 
-class UnsupportedImportFile(Problem):
-    status, title, slug = 415, "Unsupported file", "unsupported-import-file"
+class UnsupportedImportFile(DomainError):
+    pass
 
 
-class ImportsBusy(ServiceUnavailable):
-    slug = "imports-busy"
+class ImportsBusy(DomainError):
+    """This process already has its fill of imports waiting or running; worth trying again later."""
 
 
 class ImportFileError(Exception):

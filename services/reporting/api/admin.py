@@ -156,13 +156,4 @@ def compare_counts(registry: dict, ours: dict) -> list[dict]:
     return out
 
 
-async def wait_until_caught_up(consumer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await consumer.lag() == 0:
-            return
-        await asyncio.sleep(0.2)
-    raise TimeoutError("the consumer did not catch up")
-
-
 __all__ = ["router", "compare_counts", "Principal"]
