@@ -1,5 +1,6 @@
-"""ASGI middleware shared by every service: trace context, request metrics, body size limit, and
-text PostgreSQL cannot store (the NUL character) refused before any handler runs."""
+"""ASGI middleware shared by every service: trace context, request metrics, body size limit,
+text PostgreSQL cannot store (the NUL character) refused before any handler runs, and the security
+headers every response carries."""
 
 from __future__ import annotations
 
@@ -58,6 +59,44 @@ def _query_field(query: bytes) -> str | None:
     return None
 
 
+# Every response: no MIME sniffing, no Referer (the dashboard's address may carry a token), never
+# framed (clickjacking), and not stored by a browser or proxy cache unless a route says otherwise
+# (personal data must not sit in caches; only plotly.min.js is cacheable).
+_SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                     (b"x-frame-options", b"DENY"))
+# A JSON or text answer is never a document: it may load nothing and be framed by no one.
+API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# The dashboard loads exactly its own script, stylesheet and plotly.min.js from /static, and talks to
+# its own origin (fetch, EventSource); the favicon is a data: URL. Inline styles stay allowed: plotly
+# writes style attributes on the SVG it draws (no inline script is allowed, nor eval).
+PAGE_CSP = (b"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+# FastAPI's Swagger UI (/docs) and ReDoc (/redoc) load their bundles from jsDelivr (ReDoc its fonts
+# from Google) and start with an inline script; they show no personal data, and this policy still
+# keeps them from being framed, posting forms or talking to any origin but this one.
+DOCS_PATHS = ("/docs", "/redoc")
+DOCS_CSP = (b"default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
+            b"style-src 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+            b"font-src https://fonts.gstatic.com; worker-src blob:; "
+            b"img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+            b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
+def security_headers(path: str, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The response headers with the platform's security headers added (a route's own Cache-Control
+    or Content-Security-Policy is kept)."""
+    names = {name.lower() for name, _ in headers}
+    out = list(headers) + [h for h in _SECURITY_HEADERS if h[0] not in names]
+    if b"cache-control" not in names:
+        out.append((b"cache-control", b"no-store"))
+    if b"content-security-policy" not in names:
+        content_type = next((v for n, v in headers if n.lower() == b"content-type"), b"")
+        html = content_type.lower().startswith(b"text/html")
+        out.append((b"content-security-policy",
+                    (DOCS_CSP if path.startswith(DOCS_PATHS) else PAGE_CSP) if html else API_CSP))
+    return out
+
+
 class PlatformMiddleware:
     """Enter the caller's trace (W3C traceparent), time the request, refuse oversize bodies (413)."""
 
@@ -81,6 +120,7 @@ class PlatformMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        send = _secured(send, scope.get("path", ""))
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(b"traceparent", b"").decode("latin-1") or None
         token = set_traceparent(None)
@@ -200,6 +240,17 @@ class PlatformMiddleware:
                     "headers": [(b"content-type", PROBLEM_JSON.encode()),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+def _secured(send: Send, path: str) -> Send:
+    """`send` adding the security headers to the response (the middleware's own 413 and 422 too)."""
+
+    async def secured(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = security_headers(path, list(message.get("headers") or []))
+        await send(message)
+
+    return secured
 
 
 class _BodyTooLarge(Exception):
