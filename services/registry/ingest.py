@@ -12,16 +12,18 @@ import asyncpg
 import orjson
 
 from services.registry import handlers
+from services.registry.domain.errors import ResidentAlreadyRegistered
 from services.registry.domain.ingest import (
     FAMILY_BED, RESIDENT_UPSERTED, Checked, Verdict, check_event, claim_key, forward_envelope,
 )
 from services.registry.domain.residents import validate_resident
-from services.registry.store import SCHEMA
+from services.registry.store import SCHEMA, write_audit
 from shared.auth import Principal, Role
 from shared.events.county import COUNTY_LEVEL_TYPES
 from shared.messaging.outbox import notify_relay
 from shared.messaging.topics import INGEST
-from shared.observability import current_traceparent
+from shared.observability import current_trace_id, current_traceparent
+from shared.privacy import keyed_hash
 from shared.problems import DomainError, Problem
 
 Live = tuple[Checked, str | None]  # an event that will be applied, and its resident id (None: county-level)
@@ -61,14 +63,26 @@ WHERE NOT EXISTS (SELECT 1 FROM claimed c
 """
 
 # Residents named by subject come back only when they are not of the event's county (usually
-# none); those named by ID number come back with their id.
+# none); those named by ID number come back only when the event's county has them. Resolution sees
+# the event's county alone (a county token may post only its own), so another county's resident
+# and a number nobody registered look the same from here on: the gateway is no oracle of the
+# city-wide register.
 _RESOLVE = """
 SELECT q.ref::text AS key, q.county AS county_code, NULL::text AS id
 FROM unnest($1::uuid[], $2::text[]) AS q(ref, county)
 WHERE NOT EXISTS (SELECT 1 FROM residents r WHERE r.id = q.ref AND r.county_code = q.county)
 UNION ALL
-SELECT id_number, county_code, id::text FROM residents WHERE id_number = ANY($3::text[])
+SELECT r.id_number, r.county_code, r.id::text
+FROM unnest($3::text[], $4::text[]) AS q(id_number, county)
+JOIN residents r ON r.id_number = q.id_number AND r.county_code = q.county
 """
+
+# An upsert of a number another county holds is refused (one person, one registration), and the
+# refusal is the one thing the gateway tells a county of the city-wide register: so it names no
+# county (SPEC's conflict naming the owner is for clerks registering at the registry's API) and
+# leaves an audit row, as an ID-number lookup does.
+CONFLICT_ACTION = "ingest_id_number_conflict"
+_CONFLICT_REASON = "county ingest: resident.upserted with an ID number registered in another county"
 
 
 @dataclass(slots=True)
@@ -76,19 +90,18 @@ class KnownResidents:
     """What the registry knows of the residents a batch names."""
 
     absent: set[tuple[str, str]]  # (resident id, county) named by subject, with no such resident there
-    by_number: dict[str, tuple[str, str]]  # ID number -> (resident id, county)
+    by_number: dict[tuple[str, str], str]  # (ID number, the event's county) -> resident id
 
     def resident_of(self, c: Checked) -> str | None:
         """The id of the resident the event names, if the event's county has that resident."""
         county = c.event.countycode
         if c.resident_ref:
             return None if (c.resident_ref, county) in self.absent else c.resident_ref
-        found = self.by_number.get(c.id_number or "")
-        return found[0] if found is not None and found[1] == county else None
+        return self.by_number.get((c.id_number or "", county))
 
 
 async def ingest_batch(conn: asyncpg.Connection, principal: Principal, raw_events: list,
-                       known_counties: frozenset[str]) -> list[Verdict]:
+                       known_counties: frozenset[str], audit_secret: str) -> list[Verdict]:
     caller_county = principal.county if principal.role == Role.COUNTY else None
     results, checked = _check_all(raw_events, caller_county, known_counties)
     residents = await _resolve_residents(conn, checked)
@@ -96,7 +109,8 @@ async def ingest_batch(conn: asyncpg.Connection, principal: Principal, raw_event
     live = _drop_repeats(live)
     forwards = [(c, rid) for c, rid in live if c.event.type != RESIDENT_UPSERTED]
     columns = _outbox_columns(forwards)
-    await _apply_upserts(conn, [c for c, _ in live if c.event.type == RESIDENT_UPSERTED], upserts)
+    await _apply_upserts(conn, principal, [c for c, _ in live if c.event.type == RESIDENT_UPSERTED], upserts,
+                         audit_secret)
     repeats = await _claim_and_forward(conn, columns)
     await _keep_county_reports(conn, forwards, columns, repeats)
     family_beds: list[uuid.UUID] = []
@@ -171,16 +185,18 @@ def _drop_repeats(live: list[Live]) -> list[Live]:
 async def _resolve_residents(conn: asyncpg.Connection, checked: list[Checked]) -> KnownResidents:
     """One query for every resident the batch names (an upsert's ID number is its own record)."""
     refs = list({(c.resident_ref, c.event.countycode) for c in checked if c.resident_ref})
-    numbers = list({c.id_number for c in checked if c.id_number and c.event.type != RESIDENT_UPSERTED})
+    numbers = list({(c.id_number, c.event.countycode) for c in checked
+                    if c.id_number and c.event.type != RESIDENT_UPSERTED})
     known = KnownResidents(absent=set(), by_number={})
     if not refs and not numbers:
         return known
-    rows = await conn.fetch(_RESOLVE, [ref for ref, _ in refs], [county for _, county in refs], numbers)
+    rows = await conn.fetch(_RESOLVE, [ref for ref, _ in refs], [county for _, county in refs],
+                            [number for number, _ in numbers], [county for _, county in numbers])
     for key, county, resident_id in rows:
         if resident_id is None:
             known.absent.add((key, county))
         else:
-            known.by_number[key] = (resident_id, county)
+            known.by_number[(key, county)] = resident_id
     return known
 
 
@@ -251,9 +267,11 @@ async def _keep_county_reports(conn: asyncpg.Connection, forwards: list[Live], c
             await conn.execute(sql, *map(list, zip(*rows)))
 
 
-async def _apply_upserts(conn: asyncpg.Connection, items: list[Checked], upserts: dict[int, object]) -> None:
+async def _apply_upserts(conn: asyncpg.Connection, principal: Principal, items: list[Checked],
+                         upserts: dict[int, object], audit_secret: str) -> None:
     """Resident records, one by one: each may fail on its own (another county's number) and then
     gives its claim back, so a corrected retry is not taken for a repeat."""
+    caller_county = principal.county if principal.role == Role.COUNTY else None
     fresh = await _claim(conn, items)
     for c in items:
         if claim_key(c) not in fresh:
@@ -263,6 +281,18 @@ async def _apply_upserts(conn: asyncpg.Connection, items: list[Checked], upserts
             async with conn.transaction():
                 row, _ = await handlers.upsert_from_county(conn, upserts[c.verdict.index], c.event.source)
             c.verdict.resident_id = str(row["id"])
+        except ResidentAlreadyRegistered as exc:
+            await _unclaim(conn, c)
+            if caller_county is None:  # the city sees every county: the owner is named
+                c.verdict.reject("data.id_number", exc.detail)
+                continue
+            await write_audit(conn, actor=principal.subject, role=principal.role.value,
+                              county_code=caller_county, action=CONFLICT_ACTION, resident_ids=[None],
+                              fields=["id_number"], reason=_CONFLICT_REASON, trace_id=current_trace_id(),
+                              id_number_hash=keyed_hash(audit_secret, "audit/id-number", c.id_number or ""))
+            c.verdict.reject("data.id_number", f"data.id_number: county {c.event.countycode} cannot register this "
+                                               "ID number (it is registered elsewhere in the city); moving a "
+                                               "resident is a transfer")
         except (DomainError, Problem) as exc:
             await _unclaim(conn, c)
             c.verdict.reject(exc.field or "data", exc.detail)

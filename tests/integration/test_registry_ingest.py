@@ -104,7 +104,9 @@ async def test_resident_upserted_registers_then_updates_then_changes_nothing(reg
     qingfeng = token_for(registry_settings(registry), "county", "410922")
     stolen = await registry.post("/v1/events", headers=qingfeng, json=[
         event("eldercare.county.resident.upserted.v1", {**record, "county_code": "410922"}, county="410922")])
-    assert stolen.status_code == 422 and "410928" in stolen.json()["results"][0]["reason"]
+    # Refused, without saying which county holds the number (the gateway is no register oracle).
+    assert stolen.status_code == 422 and stolen.json()["results"][0]["field"] == "data.id_number"
+    assert "410928" not in stolen.text
 
 
 def registry_settings(registry):
@@ -236,3 +238,41 @@ async def test_one_countys_events_never_make_anothers_with_the_same_ids_duplicat
     assert sorted(e["countycode"] for e in facilities) == ["410922", "410928"]
     # Distinct forwarded ids: a consumer's inbox would otherwise drop the second county's event.
     assert len({e["id"] for e in sos + facilities}) == 6
+
+
+async def test_the_gateway_tells_a_county_nothing_of_another_countys_residents(registry, puyang, city):
+    """The gateway resolves residents by ID number: another county's resident answers exactly like a
+    number nobody registered (the field named, no county), and an upsert of another county's
+    number is refused without saying where it is registered, with an audit row (a probe of the
+    city-wide register leaves a trace)."""
+    _, theirs = await a_resident(registry, puyang)  # registered by Puyang (410928)
+    nobodys = fresh_id_number()
+    platform = f"platform:qingfeng-{uuid.uuid4().hex[:8]}"
+    qingfeng = token_for(registry_settings(registry), "county", "410922", subject=platform)
+
+    def vitals(number: str) -> dict:
+        return event("eldercare.county.device.vitals.v1", {"device_id": "BAND-9", "heart_rate": 80,
+                                                           "id_number": number}, county="410922")
+
+    answers = [(await registry.post("/v1/events", headers=qingfeng, json=[vitals(n)])) for n in (theirs, nobodys)]
+    assert [a.status_code for a in answers] == [422, 422]
+    bodies = [a.json() for a in answers]
+    for body in bodies:
+        body.pop("instance", None)
+        body["results"][0].pop("id")
+    assert bodies[0] == bodies[1], bodies
+    assert bodies[0]["field"] == "data.id_number" and "410928" not in answers[0].text
+
+    record = {"name": "孙玉兰", "county_code": "410922", "township": "城关镇", "village": "东街社区",
+              "living_arrangement": "空巢", "id_number": theirs}
+    upsert = await registry.post("/v1/events", headers=qingfeng,
+                                 json=[event("eldercare.county.resident.upserted.v1", record, county="410922")])
+    assert upsert.status_code == 422
+    verdict = upsert.json()["results"][0]
+    assert verdict["status"] == "rejected" and verdict["field"] == "data.id_number"
+    assert "410928" not in upsert.text and "濮阳" not in upsert.text and theirs not in upsert.text
+
+    audit = (await registry.get("/v1/audit", params={"actor": platform}, headers=city)).json()["items"]
+    assert [(e["action"], e["role"], e["county_code"], e["resident_id"]) for e in audit] == [
+        ("ingest_id_number_conflict", "county", "410922", None)], audit
+    assert len(audit[0]["id_number_hash"]) == 64 and theirs not in str(audit)

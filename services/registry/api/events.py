@@ -75,7 +75,7 @@ async def post_events(request: Request, principal: CurrentPrincipal, runtime: Ru
     if len(events) > MAX_EVENTS:
         raise PayloadTooLarge(f"{len(events)} events in one request; post at most {MAX_EVENTS}.", field="body")
     async with runtime.db.transaction() as conn:
-        verdicts = await ingest_batch(conn, principal, events, known_counties())
+        verdicts = await ingest_batch(conn, principal, events, known_counties(), runtime.settings.jwt_secret)
     results = [v.as_dict() for v in verdicts]
     counts = {s: sum(1 for v in verdicts if v.status == s) for s in ("accepted", "duplicate", "rejected")}
     if counts["rejected"] == len(verdicts):
