@@ -10,7 +10,10 @@ from sqlalchemy import Column, String
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
+from shared.buckets import counts_sql
+
 SCHEMA = "registry"
+STATS_SQL = counts_sql("residents")
 
 
 class Resident(SQLModel, table=True):
@@ -115,3 +118,82 @@ async def recent_lookups(conn: asyncpg.Connection, actor: str, since, limit: int
     rows = await conn.fetch("SELECT at FROM audit_log WHERE actor = $1 AND action = $2 AND at > $3 "
                             "ORDER BY at DESC LIMIT $4", actor, LOOKUP_ACTION, since, limit)
     return [r["at"] for r in rows]
+
+
+async def resident_counts(conn: asyncpg.Connection) -> list:
+    """Residents counted by the shared counting contract (county, dimension, bucket, n)."""
+    return await conn.fetch(STATS_SQL)
+
+
+async def assessments_of(conn: asyncpg.Connection, resident_id: uuid.UUID) -> list:
+    return await conn.fetch("SELECT * FROM assessments WHERE resident_id = $1 ORDER BY assessed_on, created_at",
+                            resident_id)
+
+
+async def audit_page(conn: asyncpg.Connection, *, resident_id: uuid.UUID | None, actor: str | None,
+                     since: datetime | None, before: int | None, limit: int) -> list:
+    """Audit rows newest first, matching every filter given, at most `limit`."""
+    clauses, params = [], []
+    for sql, value in (("resident_id = ?", resident_id), ("actor = ?", actor), ("at >= ?", since),
+                       ("id < ?", before)):
+        if value is not None:
+            params.append(value)
+            clauses.append(sql.replace("?", f"${len(params)}"))
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    params.append(limit)
+    return await conn.fetch(f"SELECT * FROM audit_log{where} ORDER BY id DESC LIMIT ${len(params)}", *params)
+
+
+async def recent_republish_jobs(conn: asyncpg.Connection, limit: int = 20) -> list:
+    return await conn.fetch("SELECT * FROM snapshot_jobs ORDER BY created_at DESC LIMIT $1", limit)
+
+
+JOB_COLUMNS = ("id, county_code, actor, filename, file_sha256, status, total_rows, processed, accepted, "
+               "updated, unchanged, rejected, error, created_at, finished_at")
+
+
+async def fetch_import_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM import_jobs WHERE id = $1", job_id)
+
+
+async def import_warnings(conn: asyncpg.Connection, job_id: uuid.UUID) -> list[str]:
+    """A job's file-level warnings (error rows without a value)."""
+    rows = await conn.fetch(
+        "SELECT message FROM import_errors WHERE job_id = $1 AND value IS NULL ORDER BY row_no", job_id)
+    return [r["message"] for r in rows]
+
+
+async def import_jobs_page(conn: asyncpg.Connection, *, county_code: str | None,
+                           before: tuple[datetime, uuid.UUID] | None, limit: int) -> list:
+    """Import jobs newest first (of one county when given), after the (created_at, id) cursor."""
+    clauses, params = [], []
+    if county_code is not None:
+        params.append(county_code)
+        clauses.append(f"county_code = ${len(params)}")
+    if before is not None:
+        params += list(before)
+        clauses.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    params.append(limit)
+    return await conn.fetch(f"SELECT {JOB_COLUMNS} FROM import_jobs{where} "
+                            f"ORDER BY created_at DESC, id DESC LIMIT ${len(params)}", *params)
+
+
+async def import_errors_page(conn: asyncpg.Connection, job_id: uuid.UUID, limit: int,
+                             after: int) -> tuple[list, bool]:
+    """The problems of `limit` whole spreadsheet rows after row `after`, and whether more follow."""
+    rows = await conn.fetch(
+        """SELECT row_no, column_name, value, message FROM import_errors
+           WHERE job_id = $1 AND row_no > $2 AND row_no <= (
+               SELECT max(row_no) FROM (SELECT DISTINCT row_no FROM import_errors
+                                        WHERE job_id = $1 AND row_no > $2 ORDER BY row_no LIMIT $3) page)
+           ORDER BY row_no, column_name""", job_id, after, limit)
+    more = bool(rows) and await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM import_errors WHERE job_id = $1 AND row_no > $2)", job_id, rows[-1]["row_no"])
+    return rows, more
+
+
+def import_errors_cursor(conn: asyncpg.Connection, job_id: uuid.UUID, prefetch: int = 2000):
+    """Every problem of a job in report order, streamed (inside the caller's transaction)."""
+    return conn.cursor("SELECT row_no, column_name, value, message FROM import_errors "
+                       "WHERE job_id = $1 ORDER BY row_no, column_name", job_id, prefetch=prefetch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from services.registry.api.stats import STATS_SQL
+from services.registry.store import STATS_SQL
 from shared.buckets import resident_buckets
 from shared.db import connect
 from tests.conftest import fresh_id_number, token_for

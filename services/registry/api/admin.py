@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.registry import store
 from services.registry.republish import SOURCES, jobs_of, run_in_service
 from shared.auth import Principal, Role, require_roles
 from shared.messaging.snapshots import job_view
@@ -77,5 +78,5 @@ async def resume_republish(job_id: uuid.UUID, principal: CityOnly, runtime: Runt
 @router.get("/republish", responses=PROBLEMS, summary="Recent re-publish jobs (city only)")
 async def list_republish(principal: CityOnly, runtime: RuntimeDep) -> dict:
     async with runtime.db.transaction() as conn:
-        rows = await conn.fetch("SELECT * FROM snapshot_jobs ORDER BY created_at DESC LIMIT 20")
+        rows = await store.recent_republish_jobs(conn)
     return {"jobs": [job_view(r) for r in rows]}

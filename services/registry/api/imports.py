@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from services.registry import handlers
+from services.registry import handlers, store
 from services.registry.domain.imports import (
     MAX_ROWS, ImportJobNotFound, UnsupportedImportFile, too_many_rows_message,
 )
@@ -46,8 +46,6 @@ UPLOAD_BODY = {
         XLSX: {"schema": {"type": "string", "format": "binary"}},
     },
 }
-JOB_COLUMNS = ("id, county_code, actor, filename, file_sha256, status, total_rows, processed, accepted, "
-               "updated, unchanged, rejected, error, created_at, finished_at")
 
 
 def _links(job_id: uuid.UUID | str) -> dict:
@@ -88,7 +86,7 @@ def _require_import_role(principal: Principal) -> None:
 
 async def _load_job(conn: asyncpg.Connection, principal: Principal, job_id: uuid.UUID) -> asyncpg.Record:
     _require_import_role(principal)
-    row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM import_jobs WHERE id = $1", job_id)
+    row = await store.fetch_import_job(conn, job_id)
     if row is None:
         raise ImportJobNotFound("No import has this id.", field="job_id")
     if principal.role != Role.CITY and row["county_code"] != principal.county:
@@ -211,9 +209,8 @@ async def post_import(request: Request, principal: CurrentPrincipal, runtime: Ru
 async def get_import(job_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep) -> dict:
     async with runtime.db.transaction() as conn:
         row = await _load_job(conn, principal, job_id)
-        warnings = await conn.fetch(
-            "SELECT message FROM import_errors WHERE job_id = $1 AND value IS NULL ORDER BY row_no", job_id)
-    return job_view(row, [w["message"] for w in warnings])
+        warnings = await store.import_warnings(conn, job_id)
+    return job_view(row, warnings)
 
 
 def _encode_cursor(secret: str, row: asyncpg.Record) -> str:
@@ -234,19 +231,10 @@ async def list_imports(
 ) -> dict:
     _require_import_role(principal)
     secret = cursor_secret(request)
-    clauses, params = [], []
-    if principal.role != Role.CITY:
-        params.append(principal.county)
-        clauses.append(f"county_code = ${len(params)}")
-    if cursor:
-        at, job = _decode_cursor(secret, cursor)
-        params += [at, job]
-        clauses.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
-    where = " WHERE " + " AND ".join(clauses) if clauses else ""
-    params.append(limit + 1)
+    county = principal.county if principal.role != Role.CITY else None
+    before = _decode_cursor(secret, cursor) if cursor else None
     async with runtime.db.transaction() as conn:
-        rows = await conn.fetch(f"SELECT {JOB_COLUMNS} FROM import_jobs{where} "
-                                f"ORDER BY created_at DESC, id DESC LIMIT ${len(params)}", *params)
+        rows = await store.import_jobs_page(conn, county_code=county, before=before, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     now = datetime.now(timezone.utc)
@@ -291,15 +279,8 @@ async def get_import_errors(
 
 async def _errors_page(conn: asyncpg.Connection, job_id: uuid.UUID, limit: int, after: int) -> dict:
     # A page holds whole rows: `limit` spreadsheet rows with all their problems.
-    rows = await conn.fetch(
-        """SELECT row_no, column_name, value, message FROM import_errors
-           WHERE job_id = $1 AND row_no > $2 AND row_no <= (
-               SELECT max(row_no) FROM (SELECT DISTINCT row_no FROM import_errors
-                                        WHERE job_id = $1 AND row_no > $2 ORDER BY row_no LIMIT $3) page)
-           ORDER BY row_no, column_name""", job_id, after, limit)
+    rows, more = await store.import_errors_page(conn, job_id, limit, after)
     last = rows[-1]["row_no"] if rows else None
-    more = last is not None and await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM import_errors WHERE job_id = $1 AND row_no > $2)", job_id, last)
     return {"items": [{"row": r["row_no"], "column": r["column_name"], "value": r["value"] or "",
                        "message": r["message"]} for r in rows],
             "next_cursor": last if more else None}
@@ -314,8 +295,7 @@ async def _errors_csv(runtime, job_id: uuid.UUID) -> AsyncIterator[bytes]:
         batch = 0
         buffer.seek(0)
         buffer.truncate()
-        async for r in conn.cursor("SELECT row_no, column_name, value, message FROM import_errors "
-                                   "WHERE job_id = $1 ORDER BY row_no, column_name", job_id, prefetch=2000):
+        async for r in store.import_errors_cursor(conn, job_id):
             # What a clerk typed may start a formula (=HYPERLINK(...), +cmd|...): neutralised for Excel.
             writer.writerow((r["row_no"], spreadsheet_cell(r["column_name"]), spreadsheet_cell(r["value"] or ""),
                              spreadsheet_cell(r["message"])))

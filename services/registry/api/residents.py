@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from shared.http import FastJSONResponse
 
-from services.registry import handlers
+from services.registry import handlers, store
 from services.registry.api.schemas import AssessmentIn, DeathIn, ResidentIn, ResidentPatch, SearchIn, TransferIn
 from services.registry.domain.access import MAX_REASON_CHARS, MAX_REASON_HEADER_BYTES, MIN_REASON_CHARS
 from services.registry.domain.errors import InvalidRecord, VersionRequired
@@ -166,8 +166,7 @@ async def post_assessment(resident_id: uuid.UUID, body: AssessmentIn, request: R
 async def list_assessments(resident_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep) -> dict:
     async with runtime.db.transaction() as conn:
         await handlers.load_in_scope(conn, principal, resident_id)
-        rows = await conn.fetch("SELECT * FROM assessments WHERE resident_id = $1 ORDER BY assessed_on, created_at",
-                                resident_id)
+        rows = await store.assessments_of(conn, resident_id)
     return {"items": [_assessment_view(r) for r in rows]}
 
 
@@ -262,16 +261,9 @@ async def list_audit(
 ) -> dict:
     secret = cursor_secret(request)
     before = decode_cursor(secret, "audit", cursor, (int,))[0] if cursor else None
-    clauses, params = [], []
-    for sql, value in (("resident_id = ?", resident_id), ("actor = ?", actor), ("at >= ?", since),
-                       ("id < ?", before)):
-        if value is not None:
-            params.append(value)
-            clauses.append(sql.replace("?", f"${len(params)}"))
-    where = " WHERE " + " AND ".join(clauses) if clauses else ""
-    params.append(limit + 1)
     async with runtime.db.transaction() as conn:
-        rows = await conn.fetch(f"SELECT * FROM audit_log{where} ORDER BY id DESC LIMIT ${len(params)}", *params)
+        rows = await store.audit_page(conn, resident_id=resident_id, actor=actor, since=since, before=before,
+                                      limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return {

@@ -7,13 +7,11 @@ from collections import defaultdict
 
 from fastapi import APIRouter, Depends
 
+from services.registry import store
 from shared.auth import Role, require_roles
-from shared.buckets import counts_sql
 from shared.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["residents"])
-
-STATS_SQL = counts_sql("residents")
 
 
 @router.get("/stats/residents", summary="Resident counts per county and dimension (no personal data)",
@@ -21,7 +19,7 @@ STATS_SQL = counts_sql("residents")
 async def resident_stats(runtime: RuntimeDep) -> dict:
     counts: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
     async with runtime.db.transaction() as conn:
-        rows = await conn.fetch(STATS_SQL)
+        rows = await store.resident_counts(conn)
     for r in rows:
         for scope in (r["county_code"], "city"):
             bucket = counts[scope][r["dim"]]
