@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import asyncpg
-import orjson
 
 from services.registry import handlers
 from services.registry.domain.errors import ResidentAlreadyRegistered
@@ -20,7 +19,7 @@ from services.registry.domain.residents import validate_resident
 from services.registry.store import SCHEMA, write_audit
 from shared.auth import Principal, Role
 from shared.events.county import COUNTY_LEVEL_TYPES
-from shared.messaging.outbox import notify_relay
+from shared.messaging.outbox import add_new_rows, fast_event_json
 from shared.messaging.topics import INGEST
 from shared.observability import current_trace_id, current_traceparent
 from shared.privacy import keyed_hash
@@ -37,30 +36,9 @@ Live = tuple[Checked, str | None]  # an event that will be applied, and its resi
 # source would also close the hole, but it rejects county systems that name themselves; the key
 # does not depend on trusting the string at all.) Migration 0004 has the key.
 #
-# One round trip claims (county, source, id) for every event and writes the outbox rows of those
-# claimed now, in posted order (the outbox id order is the publish order, so a resident's events
-# keep theirs). It answers with the positions (1-based) of the events posted before: usually none,
-# so nothing comes back to decode. The caller drops repeats within the batch first, so each claimed
-# row matches exactly one posted row. Claims are taken in key order, so two batches that share
-# events wait for one another instead of deadlocking.
-_CLAIM_AND_FORWARD = """
-WITH posted AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
-        WITH ORDINALITY AS p(source, event_id, county_code, forward_id, key, payload, ord)
-), claimed AS (
-    INSERT INTO ingest_events (county_code, source, event_id)
-    SELECT county_code, source, event_id FROM posted ORDER BY county_code, source, event_id
-    ON CONFLICT DO NOTHING
-    RETURNING county_code, source, event_id
-), forwarded AS (
-    INSERT INTO outbox (event_id, topic, key, payload)
-    SELECT p.forward_id, $7, p.key, p.payload FROM posted p JOIN claimed c USING (county_code, source, event_id)
-    ORDER BY p.ord
-)
-SELECT p.ord FROM posted p
-WHERE NOT EXISTS (SELECT 1 FROM claimed c
-                  WHERE c.county_code = p.county_code AND c.source = p.source AND c.event_id = p.event_id)
-"""
+# `add_new_rows` claims every event's key and writes the outbox rows of those claimed now, in posted
+# order (the outbox id order is the publish order, so a resident's events keep theirs), in one round
+# trip. The caller drops repeats within the batch first, so each claim matches one posted row.
 
 # Residents named by subject come back only when they are not of the event's county (usually
 # none); those named by ID number come back only when the event's county has them. Resolution sees
@@ -108,11 +86,12 @@ async def ingest_batch(conn: asyncpg.Connection, principal: Principal, raw_event
     upserts, live = _match_residents(checked, residents, known_counties)
     live = _drop_repeats(live)
     forwards = [(c, rid) for c, rid in live if c.event.type != RESIDENT_UPSERTED]
-    columns = _outbox_columns(forwards)
+    rows = _outbox_rows(forwards)
     await _apply_upserts(conn, principal, [c for c, _ in live if c.event.type == RESIDENT_UPSERTED], upserts,
                          audit_secret)
-    repeats = await _claim_and_forward(conn, columns)
-    await _keep_county_reports(conn, forwards, columns, repeats)
+    repeats = await add_new_rows(conn, rows, [claim_key(c) for c, _ in forwards], "ingest_events",
+                                 ("county_code", "source", "event_id"), SCHEMA)
+    await _keep_county_reports(conn, forwards, rows, repeats)
     family_beds: list[uuid.UUID] = []
     for position, (c, resident_id) in enumerate(forwards, start=1):
         if position in repeats:
@@ -200,33 +179,15 @@ async def _resolve_residents(conn: asyncpg.Connection, checked: list[Checked]) -
     return known
 
 
-def _outbox_columns(forwards: list[Live]) -> tuple[list, ...]:
-    """The arrays _CLAIM_AND_FORWARD takes: (source, id, county) to claim, and the outbox row
-    (forwarded id, key, payload) of each event."""
+def _outbox_rows(forwards: list[Live]) -> list[tuple]:
+    """The outbox row of each event as it goes on the ingest topic (keyed by its subject)."""
     traceparent = current_traceparent()
     now_iso = datetime.now(timezone.utc).isoformat()
-    columns: tuple[list, ...] = ([], [], [], [], [], [])
-    sources, event_ids, counties, forward_ids, keys, payloads = columns
+    rows = []
     for c, resident_id in forwards:
         envelope = forward_envelope(c, resident_id, traceparent, now_iso)
-        sources.append(c.event.source)
-        event_ids.append(c.event.id)
-        counties.append(c.event.countycode)
-        forward_ids.append(envelope["id"])
-        keys.append(envelope["subject"])  # the record key is the subject (forward_key)
-        payloads.append(orjson.dumps(envelope))
-    return columns
-
-
-async def _claim_and_forward(conn: asyncpg.Connection, columns: tuple[list, ...]) -> set[int]:
-    """Claim every event and put the fresh ones in the outbox; returns the positions (1-based) of
-    those posted before."""
-    if not columns[0]:
-        return set()
-    rows = await conn.fetch(_CLAIM_AND_FORWARD, *columns, INGEST.name)
-    if len(rows) < len(columns[0]):
-        await notify_relay(conn, SCHEMA)
-    return {r[0] for r in rows}
+        rows.append((envelope["id"], INGEST.name, envelope["subject"], fast_event_json(**envelope), None))
+    return rows
 
 
 # The registry keeps what reporting's county figures are made of, so a re-publish job can send it
@@ -246,9 +207,8 @@ ON CONFLICT DO NOTHING
 """
 
 
-async def _keep_county_reports(conn: asyncpg.Connection, forwards: list[Live], columns: tuple[list, ...],
+async def _keep_county_reports(conn: asyncpg.Connection, forwards: list[Live], outbox: list[tuple],
                                repeats: set[int]) -> None:
-    _, _, counties, forward_ids, keys, payloads = columns
     facilities: dict[tuple[str, str], tuple] = {}
     training: list[tuple] = []
     now = datetime.now(timezone.utc)
@@ -257,11 +217,13 @@ async def _keep_county_reports(conn: asyncpg.Connection, forwards: list[Live], c
             continue
         at = c.event.time or now
         facility = getattr(c.data, "facility_id", None)
-        row = (forward_ids[i], counties[i], c.event.type, keys[i], facility, at, payloads[i])
+        forward_id, _, key, payload, _ = outbox[i]
+        county = c.event.countycode
+        row = (forward_id, county, c.event.type, key, facility, at, payload)
         if facility is None:
             training.append(row)
-        elif (old := facilities.get((counties[i], facility))) is None or old[5] <= at:
-            facilities[(counties[i], facility)] = row  # one row per facility and statement
+        elif (old := facilities.get((county, facility))) is None or old[5] <= at:
+            facilities[(county, facility)] = row  # one row per facility and statement
     for sql, rows in ((_KEEP_FACILITIES, list(facilities.values())), (_KEEP_TRAINING, training)):
         if rows:
             await conn.execute(sql, *map(list, zip(*rows)))
