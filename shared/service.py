@@ -21,6 +21,7 @@ from shared.http import FastJSONResponse, PlatformMiddleware
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.kafka import wait_for_broker
 from shared.messaging.relay import OutboxRelay
+from shared.messaging.topics import INGEST
 from shared.migrations import upgrade_async
 from shared.observability import configure_logging
 from shared.problems import ServiceUnavailable, install_problem_handlers
@@ -94,6 +95,7 @@ async def start_runtime(name: str, settings: PlatformSettings, consumers: Consum
         batch_size=settings.outbox_batch_size,
         retention_days=settings.outbox_retention_days,
         check_interval=settings.relay_check_interval_s,
+        topic_retention_hours={INGEST.name: settings.outbox_telemetry_retention_hours},
     )
     if consumers is not None:
         runtime.consumers = consumers(runtime)
