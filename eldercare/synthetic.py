@@ -24,6 +24,7 @@ from itertools import accumulate
 from math import exp
 from typing import IO, Any
 
+from shared.apportion import apportion
 from shared.idcard import CHECK_CHARACTERS, WEIGHTS
 from shared.regions import TOWNSHIPS, County, load_counties
 
@@ -32,7 +33,6 @@ __all__ = [
     "CSV_HEADERS",
     "CountyPlan",
     "age_weights",
-    "apportion",
     "active_60plus_target",
     "generate_residents",
     "plan_population",
@@ -60,35 +60,6 @@ _EXTRA_SHARES = {"deceased": 55, "transferred": 15, "hardship_under_60": 30}
 
 
 # ---------------------------------------------------------------- counting -------------
-
-
-def apportion(total: int, weights: Mapping[str, int | float]) -> dict[str, int]:
-    """Split `total` across keys in proportion to `weights`, summing exactly (largest remainder).
-
-    Hamilton's method, the way published tables apportion a city target to its counties
-    (SPEC §2 "Targets"). Ties in the remainder go to the larger weight, then the key order.
-    """
-    if total < 0:
-        raise ValueError("total must not be negative")
-    keys = list(weights)
-    wsum = sum(weights.values())
-    if not keys or total == 0:
-        return {k: 0 for k in keys}
-    if wsum <= 0:
-        raise ValueError("weights must have a positive sum")
-    # Integer weights stay exact; float weights are scaled to integers first.
-    if all(isinstance(w, int) for w in weights.values()):
-        iw = dict(weights)
-    else:
-        iw = {k: round(float(w) * 1_000_000_000) for k, w in weights.items()}
-    isum = sum(iw.values())
-    floors = {k: total * iw[k] // isum for k in keys}
-    remainders = {k: total * iw[k] % isum for k in keys}
-    left = total - sum(floors.values())
-    order = sorted(range(len(keys)), key=lambda i: (-remainders[keys[i]], -iw[keys[i]], i))
-    for i in order[:left]:
-        floors[keys[i]] += 1
-    return floors
 
 
 def active_60plus_target(total: int, city_60plus: int) -> int:

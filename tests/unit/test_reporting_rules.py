@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.reporting.domain.folding import CITY, ResidentState, age_bands, apply_event, delta
-from services.reporting.domain.targets import apportion, family_bed_targets
+from services.reporting.domain.targets import family_bed_targets
 from services.reporting.stream import Broadcaster
 from shared.regions import load_counties
 
@@ -76,11 +76,6 @@ def test_family_bed_targets_add_up_to_the_city_target_exactly():
     assert city == round(666648 * 0.0072) == 4800
     assert sum(counties.values()) == city
     assert abs(counties["410928"] - 178337 * Fraction(72, 10000)) < 1
-
-
-def test_apportion_uses_largest_remainders():
-    assert apportion(10, {"a": 1, "b": 1, "c": 1}) == {"a": 4, "b": 3, "c": 3}
-    assert apportion(0, {"a": 0}) == {"a": 0}
 
 
 def test_broadcaster_replays_what_a_reconnecting_client_missed_or_asks_for_a_snapshot():

@@ -14,7 +14,6 @@ from eldercare.synthetic import (
     CSV_HEADERS,
     active_60plus_target,
     age_weights,
-    apportion,
     generate_residents,
     plan_population,
     villages_of,
@@ -44,17 +43,7 @@ def _active_60plus(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["status"] == "active" and _age(r["id_number"]) >= 60]
 
 
-# ---------------------------------------------------------------- apportionment ------------
-
-
-def test_apportion_sums_exactly_and_follows_weights():
-    shares = apportion(10, {"a": 1, "b": 1, "c": 1})
-    assert sum(shares.values()) == 10
-    assert sorted(shares.values()) == [3, 3, 4]
-
-
-def test_apportion_gives_remainders_to_the_largest_fractions():
-    assert apportion(7, {"a": 50, "b": 30, "c": 20}) == {"a": 4, "b": 2, "c": 1}  # 3.5, 2.1, 1.4
+# ---------------------------------------------------------------- the plan -----------------
 
 
 def test_full_registry_plan_has_exact_task_list_counts():

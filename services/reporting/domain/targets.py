@@ -7,23 +7,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from fractions import Fraction
 
+from shared.apportion import apportion
+
 BEDS_PER_1000 = 39
 NURSING_SHARE = Fraction(55, 100)
 FAMILY_BED_RATE = Fraction(72, 10000)  # 7.2‰
-
-
-def apportion(total: int, weights: Mapping[str, int]) -> dict[str, int]:
-    """Split an integer total in proportion to weights (largest remainder, ties by code) so the
-    parts add up to the total exactly, as the published table's county targets do."""
-    weight_sum = sum(weights.values())
-    if weight_sum <= 0:
-        return {k: 0 for k in weights}
-    exact = {k: Fraction(total * w, weight_sum) for k, w in weights.items()}
-    parts = {k: int(v) for k, v in exact.items()}
-    left = total - sum(parts.values())
-    for k in sorted(exact, key=lambda k: (-(exact[k] - parts[k]), k))[:left]:
-        parts[k] += 1
-    return parts
 
 
 def round_half_up(value: Fraction) -> int:
