@@ -7,10 +7,11 @@ from datetime import date
 
 import asyncpg
 
-from services.reporting.domain.folding import AGE_BANDS, CITY, age_bands, band_label, elderly_count
+from services.reporting.domain.folding import CITY
 from services.reporting.domain.targets import (
     BEDS_PER_1000, NURSING_SHARE, bed_target, family_bed_targets, indicator,
 )
+from shared.buckets import AGE_BANDS, age_bands, band_label, elderly_count
 from shared.regions import load_counties
 
 FACILITY_TYPES = ("county_special_care", "street_center", "daycare_center", "township_home", "happiness_home",

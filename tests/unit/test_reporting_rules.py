@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from services.reporting.domain.folding import CITY, ResidentState, age_bands, apply_event, delta
+from services.reporting.domain.folding import CITY, ResidentState, apply_event, delta
 from services.reporting.domain.targets import family_bed_targets
 from services.reporting.stream import Broadcaster
 from shared.regions import load_counties
@@ -60,14 +60,6 @@ def test_death_removes_from_profile_counters_but_keeps_the_status_count():
     dead = apply_event(alive, "eldercare.resident.deceased.v1", SimpleNamespace())
     changes = delta(alive, dead)
     assert changes[("410928", "status", "deceased")] == 1 and changes[("410928", "category", "dementia")] == -1
-
-
-def test_age_bands_from_birth_months_are_exact_to_the_month():
-    today = date(2026, 11, 25)
-    bands = age_bands({"1966-11": 2, "1966-12": 3, "1926-01": 1, "1980-05": 4}, today)
-    assert bands["60-64"] == 2  # born Nov 1966: 60 this month
-    assert bands["under_60"] == 3 + 4  # born Dec 1966: still 59
-    assert bands["100+"] == 1
 
 
 def test_family_bed_targets_add_up_to_the_city_target_exactly():

@@ -1,6 +1,7 @@
 """Folding resident events into counters (pure). A resident's state is what reporting needs of a
 snapshot; an event turns an old state into a new one, and the difference moves the resident from
-the old buckets to the new ones. Every counter exists per county and for the city ("city")."""
+the old buckets to the new ones (shared/buckets.py: the rules the registry recounts by). Every
+counter exists per county and for the city ("city")."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections import Counter
 from datetime import date
 from types import SimpleNamespace
 from typing import NamedTuple
+
+from shared.buckets import resident_buckets as buckets
 
 CITY = "city"
 # Events carrying the resident's whole state with its version (a re-publish job's snapshot too).
@@ -60,24 +63,6 @@ def apply_event(current: ResidentState | None, event_type: str, data) -> Residen
     return None
 
 
-def buckets(state: ResidentState) -> list[tuple[str, str]]:
-    """(dimension, bucket) pairs a resident counts in. Profile dimensions count active residents;
-    `birth_month` lets age bands be computed exactly (to the month) on the day they are read."""
-    out = [("status", state.status)]
-    if state.status != "active":
-        return out
-    out += [
-        ("birth_month", f"{state.birth_date.year:04d}-{state.birth_date.month:02d}"),
-        ("gender", state.gender),
-        ("living_arrangement", state.living_arrangement),
-        ("ability_level", str(state.ability_level) if state.ability_level is not None else "unassessed"),
-    ]
-    out += [("category", c) for c in state.categories]
-    if state.family_bed:
-        out.append(("family_bed", "yes"))
-    return out
-
-
 def accumulate(changes: dict, old: ResidentState | None, new: ResidentState | None) -> None:
     """Add the move from old to new to `changes` {(county, dimension, bucket): ±n}, counties only:
     `with_city` adds the city once per key instead of once per event. (In place: a batch of
@@ -111,34 +96,3 @@ def delta(old: ResidentState | None, new: ResidentState | None) -> Counter:
     changes: dict = {}
     accumulate(changes, old, new)
     return Counter(with_city(changes))
-
-
-AGE_BANDS = [(60 + 5 * i, 64 + 5 * i) for i in range(8)] + [(100, 200)]
-
-
-def band_label(low: int, high: int) -> str:
-    return f"{low}+" if high >= 200 else f"{low}-{high}"
-
-
-def age_bands(birth_months: dict[str, int], today: date) -> dict[str, int]:
-    """Residents per age band (60-64 … 95-99, 100+) from counts per birth month. Someone born in
-    the current calendar month is counted as having had the birthday (exact to the month)."""
-    bands = {band_label(lo, hi): 0 for lo, hi in AGE_BANDS}
-    under = 0
-    for month, n in birth_months.items():
-        year, mon = int(month[:4]), int(month[5:7])
-        age = today.year - year - (1 if mon > today.month else 0)
-        for lo, hi in AGE_BANDS:
-            if lo <= age <= hi:
-                bands[band_label(lo, hi)] += n
-                break
-        else:
-            under += n
-    bands["under_60"] = under
-    return bands
-
-
-def elderly_count(birth_months: dict[str, int], today: date) -> int:
-    """Active residents aged 60 and over."""
-    bands = age_bands(birth_months, today)
-    return sum(v for k, v in bands.items() if k != "under_60")
