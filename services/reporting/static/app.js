@@ -43,7 +43,8 @@
       chart_categories: "各县区特殊困难老人类别",
       chart_ability: "老年人能力等级", chart_facilities: "养老设施覆盖",
       footer: "数据来源：各县区养老服务平台实时上报 · 仅含统计数据，不含个人信息",
-      as_of: "统计日期", task_list_prefix: "任务表",
+      as_of: "统计日期", task_list_prefix: "任务表", live_requirement: "按现登记需求",
+      platform_heard: "平台最近上报", platform_never: "平台未上报", platform_stale: "（超过24小时）",
       city: "濮阳市", male: "男", female: "女", other: "其他", people: "人",
       actual: "实际", target: "目标", progress: "完成率",
       age_suffix: "岁",
@@ -79,7 +80,8 @@
       chart_categories: "Special-needs categories by county",
       chart_ability: "Ability levels", chart_facilities: "Facility coverage",
       footer: "Source: the counties' elder-care platforms, live · statistics only, no personal data",
-      as_of: "As of", task_list_prefix: "task",
+      as_of: "As of", task_list_prefix: "task", live_requirement: "on today's registry",
+      platform_heard: "platform last heard", platform_never: "platform never heard", platform_stale: " (over 24 h)",
       city: "Puyang City", male: "Male", female: "Female", other: "Other", people: "",
       actual: "Actual", target: "Target", progress: "Progress",
       age_suffix: "",
@@ -352,6 +354,7 @@
     setFig(byTestId("headline-family-beds"), family ? family.actual : city.family_beds,
            fmtInt(family ? family.actual : city.family_beds));
     setFig(byTestId("headline-family-beds-target"), family?.target, fmtInt(family?.target));
+    setFig(byTestId("headline-family-beds-live"), family?.live_requirement, fmtInt(family?.live_requirement));
     setBar(byTestId("headline-family-beds-bar"), family?.progress);
     byTestId("headline-family-beds-progress").textContent = fmtPct(family?.progress, 0);
     const per1000 = ind?.beds_per_1000;
@@ -398,7 +401,19 @@
       const tr = el("tr", { "data-code": code, "data-testid": `county-row-${code}`, tabindex: "0",
                             "aria-selected": state.selected === code ? "true" : "false",
                             class: code === "city" ? "city" : null, title: t("select_row") });
-      tr.append(el("th", { scope: "row", "data-testid": `county-${code}-name`, text: name }));
+      const nameCell = el("th", { scope: "row" }, el("div", { "data-testid": `county-${code}-name`, text: name }));
+      const platform = ind.smart_platform;
+      if (code !== "city") {
+        // A platform counts as live only if it posted within 24 h: say when it was last heard from.
+        const heard = platform.last_heard_at;
+        const stale = heard && platform.actual < 1;
+        nameCell.append(el("div", { class: "task", "data-testid": `county-${code}-platform-heard`,
+                                    "data-value": heard ?? "", "data-live": String(platform.actual >= 1) },
+          heard ? `${t("platform_heard")} ${new Date(heard).toLocaleString(state.lang === "zh" ? "zh-CN" : "en-GB",
+                    { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" })}${stale ? t("platform_stale") : ""}`
+                : t("platform_never")));
+      }
+      tr.append(nameCell);
       const registry = row.elderly_60plus.registry;
       const task = row.elderly_60plus.task_list;
       tr.append(el("td", { class: "num" },
@@ -414,7 +429,8 @@
                            "data-testid": `county-${code}-nursing-share`, "data-value": nursing.actual ?? "",
                            text: fmtPct(nursing.actual) }));
       const family = ind.family_beds;
-      tr.append(progressCell(code, "family-beds", family.actual, family.target, family.progress));
+      tr.append(progressCell(code, "family-beds", family.actual, family.target, family.progress,
+                             `${t("live_requirement")}: ${fmtInt(family.live_requirement)}`));
       let facActual = 0;
       let facTarget = 0;
       const lines = [];
