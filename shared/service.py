@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -42,6 +42,8 @@ class ServiceRuntime:
     tasks: list[asyncio.Task] = field(default_factory=list)
     # Service-specific long-lived objects (e.g. reporting's live-stream broadcaster).
     state: dict[str, object] = field(default_factory=dict)
+    # Other long-running workers started with the consumers (e.g. alerts' timer scheduler).
+    extra_workers: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
 
     def start_workers(self) -> None:
         if self.relay is not None:
@@ -50,6 +52,8 @@ class ServiceRuntime:
             self.tasks.append(asyncio.create_task(self.pruner.run(), name=f"{self.name}-pruner"))
         for consumer in self.consumers:
             self.tasks.append(asyncio.create_task(consumer.run(), name=f"{consumer.name}-consumer"))
+        for name, run in self.extra_workers.items():
+            self.tasks.append(asyncio.create_task(run(), name=name))
 
     async def stop_workers(self) -> None:
         for task in self.tasks:

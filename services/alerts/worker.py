@@ -1,12 +1,41 @@
-"""The alerts service's consumers; the relay comes from shared. Runs inside the API process by default
-(RUN_WORKERS_IN_API=true) or alone with `eldercare worker alerts` when scaled out."""
+"""The alerts service's workers: two consumers (the ingest stream, where detection runs, and the
+residents stream, its own projection: separate so a registry catch-up never delays an SOS), and the
+leader-run scheduler (escalation, no-activity and visit timers, webhook deliveries). Run inside
+the API process by default (RUN_WORKERS_IN_API=true) or alone with `eldercare worker alerts`."""
 
 from __future__ import annotations
 
+from services.alerts.handlers import INGEST_TYPES, READING_TYPES, RESIDENT_TYPES, SNAPSHOT_TYPES, apply_ingest, apply_residents
+from services.alerts.parsing import envelope_parser
+from services.alerts.scheduler import Scheduler
 from shared.messaging.consumer import EventConsumer
+from shared.messaging.topics import INGEST, RESIDENTS
 from shared.service import ServiceRuntime
+
+INGEST_CONSUMER = "alerts-ingest"
+RESIDENTS_CONSUMER = "alerts-residents"
+# An SOS is due on the stream within a fraction of a second: the broker may hold an empty fetch
+# this long (Tansu does not answer early).
+FETCH_MAX_WAIT_MS = 20
+INGEST_BATCH = 5000
+RESIDENTS_BATCH = 5000
 
 
 def build_consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
-    """The consumers this service runs (none yet: its streams arrive with its issue)."""
-    return []
+    assert runtime.db.pool is not None
+    bootstrap = runtime.settings.kafka_bootstrap_servers
+    scheduler = Scheduler(runtime.db)
+    runtime.state["scheduler"] = scheduler
+    runtime.extra_workers["alerts-scheduler"] = scheduler.run
+    return [
+        EventConsumer(
+            name=INGEST_CONSUMER, topics=[INGEST.name], handlers={}, batch_handler=apply_ingest,
+            batch_types=INGEST_TYPES, fast_parse=envelope_parser(INGEST_TYPES), inbox_exempt_types=READING_TYPES,
+            pipeline=True, bisect_failures=True, fetch_max_wait_ms=FETCH_MAX_WAIT_MS, pool=runtime.db.pool,
+            bootstrap=bootstrap, batch_size=INGEST_BATCH, schema="alerts"),
+        EventConsumer(
+            name=RESIDENTS_CONSUMER, topics=[RESIDENTS.name], handlers={}, batch_handler=apply_residents,
+            batch_types=RESIDENT_TYPES, fast_parse=envelope_parser(RESIDENT_TYPES), inbox_exempt_types=SNAPSHOT_TYPES,
+            pipeline=True, bisect_failures=True, pool=runtime.db.pool, bootstrap=bootstrap,
+            batch_size=RESIDENTS_BATCH, schema="alerts"),
+    ]

@@ -1,4 +1,7 @@
-"""Events of the alerts service's alert stream (topic eldercare.alerts.alerts.v1)."""
+"""Events of the alerts service's alert stream (topic eldercare.alerts.alerts.v1).
+
+Every step of an alert's timeline is one event, timestamped to the second (`at`); the record key
+is the alert id, so one alert's steps stay in order."""
 
 from __future__ import annotations
 
@@ -6,6 +9,10 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+DispatchTarget = Literal["emergency_contact", "caregiver", "doctor", "ambulance_120", "police_110", "community"]
+Resolution = Literal["false_alarm", "helped_at_home", "taken_to_hospital", "resolved_by_family",
+                     "device_fixed", "visited", "no_action_needed", "deceased", "other"]
 
 
 class _Data(BaseModel):
@@ -23,12 +30,18 @@ class AlertRaised(_Data):
     severity: Literal["critical", "warning"]
     cause: str
     details: dict = Field(default_factory=dict)
+    # Added fields (optional, so older consumers and examples stay valid):
+    rule_version: str | None = None
+    incident_id: str | None = None
+    silenced: bool = False
+    escalate_at: datetime | None = None
 
 
 class AlertUpdated(_Data):
-    """Emitted when a repeated signal joins an open alert."""
+    """Emitted when a repeated signal joins an open alert (or the wearer cancelled an SOS: `note`)."""
 
     count: int = Field(ge=1)
+    note: str | None = None
 
 
 class AlertAcknowledged(_Data):
@@ -38,10 +51,21 @@ class AlertAcknowledged(_Data):
     seconds_to_acknowledge: float = Field(ge=0)
 
 
+class AlertDispatched(_Data):
+    """Emitted when an operator records who was sent or called."""
+
+    operator: str
+    targets: list[DispatchTarget] = Field(min_length=1)
+    note: str | None = None
+
+
 class AlertEscalated(_Data):
-    """Emitted when a critical alert is not acknowledged in time and moves from county to city."""
+    """Emitted when a critical alert is not acknowledged in time (or an operator escalates it) and
+    moves from county to city."""
 
     level: Literal["city"]
+    reason: Literal["not_acknowledged", "operator"] = "not_acknowledged"
+    operator: str | None = None
 
 
 class AlertResolved(_Data):
@@ -49,12 +73,14 @@ class AlertResolved(_Data):
 
     operator: str
     resolution: str | None = None
+    seconds_to_resolve: float | None = Field(None, ge=0)
 
 
 ALERT_EVENTS: dict[str, type[BaseModel]] = {
     "eldercare.alert.raised.v1": AlertRaised,
     "eldercare.alert.updated.v1": AlertUpdated,
     "eldercare.alert.acknowledged.v1": AlertAcknowledged,
+    "eldercare.alert.dispatched.v1": AlertDispatched,
     "eldercare.alert.escalated.v1": AlertEscalated,
     "eldercare.alert.resolved.v1": AlertResolved,
 }

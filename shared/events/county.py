@@ -60,6 +60,13 @@ class DeviceActivity(_Data):
     kind: Literal["heartbeat", "motion", "door", "water", "power"]
 
 
+class DeviceAlarm(_Located):
+    """A wearable's own alarm code (vendor codes such as SOS, FALL, OFF_WRIST, LOW_BATTERY, TAMPER,
+    SOS_CANCEL, IRREGULAR_RHYTHM); the alerts service's rules map codes to causes and severities."""
+
+    code: str = Field(min_length=1, max_length=40, pattern=r"^[A-Z0-9_]+$")
+
+
 class VisitLogged(_Data):
     """A visit (home, phone or video) made to a resident by county staff or volunteers."""
 
@@ -129,6 +136,7 @@ COUNTY_EVENTS: dict[str, type[BaseModel]] = {
     "eldercare.county.device.fall.v1": DeviceFall,
     "eldercare.county.device.vitals.v1": DeviceVitals,
     "eldercare.county.device.activity.v1": DeviceActivity,
+    "eldercare.county.device.alarm.v1": DeviceAlarm,
     "eldercare.county.visit.logged.v1": VisitLogged,
     "eldercare.county.facility.reported.v1": FacilityReported,
     "eldercare.county.training.recorded.v1": TrainingRecorded,

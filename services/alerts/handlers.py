@@ -1,0 +1,518 @@
+"""Use cases: one function per consumed batch or command, given a connection inside the caller's
+transaction. Every alert step is written with its outbox event, its webhook deliveries and a wake-up
+of the live stream in that same transaction (`flush_steps`)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+import asyncpg
+from pydantic import BaseModel
+
+from services.alerts.domain import care, detection, lifecycle
+from services.alerts.domain.detection import Finding, Silence
+from services.alerts.domain.rules import Rules
+from services.alerts.store import SCHEMA, STREAM_CHANNEL, RuleBook, rule_book
+from shared.auth import Principal
+from shared.events.alerts import ALERT_EVENTS
+from shared.events.envelope import CloudEvent, make_event
+from shared.messaging.outbox import add_events
+from shared.problems import NotFound
+
+SOURCE = "alerts"
+STEP_LOCK = "alerts:steps"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------ steps (timeline + outbox)
+
+@dataclass(slots=True)
+class Step:
+    alert_id: uuid.UUID
+    county_code: str
+    resident_id: uuid.UUID | None
+    severity: str
+    silenced: bool
+    kind: str  # raised, updated, acknowledged, dispatched, escalated, resolved
+    at: datetime
+    actor: str | None
+    data: dict = field(default_factory=dict)
+
+
+async def flush_steps(conn: asyncpg.Connection, steps: list[Step]) -> list[int]:
+    """Write the steps: timeline rows, outbox events, webhook deliveries, a NOTIFY for the stream.
+    Under one transaction-scoped advisory lock, so sequence numbers commit in the order they were
+    drawn and a stream reader that has seen n has seen everything below n."""
+    if not steps:
+        return []
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", STEP_LOCK)
+    events: list[CloudEvent] = []
+    for s in steps:
+        event_type = f"eldercare.alert.{s.kind}.v1"
+        data = ALERT_EVENTS[event_type].model_validate({
+            "alert_id": str(s.alert_id), "resident_id": str(s.resident_id) if s.resident_id else None,
+            "county_code": s.county_code, "at": s.at, **s.data})
+        events.append(make_event(event_type, SOURCE, data, subject=str(s.alert_id), countycode=s.county_code))
+    seqs = await conn.fetch(
+        "INSERT INTO alert_steps (event_id, alert_id, county_code, kind, at, actor, data) "
+        "SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], "
+        "$7::jsonb[]) RETURNING seq",
+        [e.id for e in events], [s.alert_id for s in steps], [s.county_code for s in steps],
+        [s.kind for s in steps], [s.at for s in steps], [s.actor for s in steps], [s.data for s in steps])
+    await add_events(conn, events, SCHEMA)
+    # A silenced alert is recorded and shown, but nobody is called about it.
+    loud = [(e, s) for e, s in zip(events, steps) if not s.silenced]
+    if loud:
+        await conn.execute(
+            "INSERT INTO deliveries (subscription_id, msg_id, payload) "
+            "SELECT sub.id, e.id, e.payload FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) "
+            "AS e(id, county, severity, payload) JOIN subscriptions sub ON sub.active "
+            "AND (sub.county_code IS NULL OR sub.county_code = e.county) AND e.severity = ANY(sub.severities) "
+            "ON CONFLICT DO NOTHING",
+            [e.id for e, _ in loud], [s.county_code for _, s in loud], [s.severity for _, s in loud],
+            [e.to_json() for e, _ in loud])
+    await conn.execute("SELECT pg_notify($1, '')", STREAM_CHANNEL)
+    return [r["seq"] for r in seqs]
+
+
+# ------------------------------------------------------------------ raising and joining
+
+@dataclass(slots=True)
+class Context:
+    """What one transaction's detections share: the time, the rules, the active silences, the steps."""
+
+    now: datetime
+    book: RuleBook
+    silences: list[Silence]
+    steps: list[Step] = field(default_factory=list)
+    raised: int = 0
+    joined: int = 0
+
+
+async def context(conn: asyncpg.Connection) -> Context:
+    now = utcnow()
+    rows = await conn.fetch(
+        "SELECT id, county_code, cause, resident_id, device_id, starts_at, expires_at FROM silences "
+        "WHERE revoked_at IS NULL AND expires_at > $1", now)
+    silences = [Silence(r["county_code"], r["expires_at"], r["starts_at"], r["cause"], r["resident_id"],
+                        r["device_id"], r["id"]) for r in rows]
+    return Context(now, await rule_book(conn), silences)
+
+
+async def raise_or_join(conn: asyncpg.Connection, ctx: Context, finding: Finding, *, county: str,
+                        subject: str | None, device_id: str | None, at: datetime,
+                        event_id: str | None) -> uuid.UUID | None:
+    """Open an alert for the finding, or join the open one for the same resident and cause."""
+    resident_id = as_uuid(subject)
+    key = f"{county}|{subject or device_id or '-'}|{finding.cause}"
+    rules, version = ctx.book.for_county(county)
+    for _ in range(2):  # a concurrent insert of the same key makes the second pass a join
+        row = await conn.fetchrow(
+            "UPDATE alerts SET count = count + 1, last_seen_at = greatest(last_seen_at, $2), "
+            "details = CASE WHEN $3::text IS NULL THEN details ELSE details || jsonb_build_object('note', $3::text) END "
+            "WHERE dedupe_key = $1 AND status <> 'resolved' "
+            "RETURNING id, count, severity, silence_id", key, at, "cancelled by the wearer" if finding.action == "cancel" else None)
+        if row is not None:
+            ctx.joined += 1
+            note = "cancelled by the wearer" if finding.action == "cancel" else None
+            ctx.steps.append(Step(row["id"], county, resident_id, row["severity"], row["silence_id"] is not None,
+                                  "updated", ctx.now, None, {"count": row["count"], "note": note}))
+            return row["id"]
+        if finding.action == "cancel":
+            return None  # a cancel with no open SOS: nothing to note
+        alert_id = uuid.uuid4()
+        incident_id = await _incident_of(conn, ctx, finding.cause, county, resident_id, at, rules) or alert_id
+        silence = detection.silenced_by(ctx.silences, county, subject, device_id, finding.cause, at)
+        escalate_at = None if silence else detection.escalation_due(finding.severity, ctx.now, rules)
+        inserted = await conn.fetchval(
+            "INSERT INTO alerts (id, county_code, resident_id, device_id, cause, severity, dedupe_key, first_seen_at, "
+            "last_seen_at, raised_at, escalate_at, silence_id, rule_version, incident_id, details, source_event_id) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8,$9,$10,$11,$12,$13,$14,$15) "
+            "ON CONFLICT (dedupe_key) WHERE status <> 'resolved' DO NOTHING RETURNING id",
+            alert_id, county, resident_id, device_id, finding.cause, finding.severity, key, at, ctx.now,
+            escalate_at, silence.id if silence else None, version, incident_id,
+            {**finding.details, **({"subject": subject} if subject and resident_id is None else {})}, event_id)
+        if inserted is None:
+            continue
+        ctx.raised += 1
+        data = {"severity": finding.severity, "cause": finding.cause, "details": finding.details,
+                "rule_version": version, "incident_id": str(incident_id), "silenced": silence is not None,
+                "escalate_at": escalate_at}
+        ctx.steps.append(Step(alert_id, county, resident_id, finding.severity, silence is not None, "raised",
+                              ctx.now, None, data))
+        return alert_id
+    return None
+
+
+async def _incident_of(conn: asyncpg.Connection, ctx: Context, cause: str, county: str,
+                       resident_id: uuid.UUID | None, at: datetime, rules: Rules) -> uuid.UUID | None:
+    """The incident an SOS or fall belongs to: that of the other one, if it is within the window."""
+    if cause not in detection.INCIDENT_CAUSES or resident_id is None:
+        return None
+    rows = await conn.fetch(
+        "SELECT cause, first_seen_at, incident_id FROM alerts WHERE resident_id = $1 AND county_code = $2 "
+        "AND cause = ANY($3::text[]) AND first_seen_at > $4 - make_interval(secs => $5) ORDER BY first_seen_at DESC",
+        resident_id, county, list(detection.INCIDENT_CAUSES), at, rules.incident_window_s)
+    for r in rows:
+        if detection.same_incident(cause, r["cause"], r["first_seen_at"], at, rules.incident_window_s):
+            return r["incident_id"]
+    return None
+
+
+# ------------------------------------------------------------------ the ingest stream
+
+READING_TYPES = frozenset({detection.VITALS_TYPE, detection.ACTIVITY})
+INGEST_TYPES = frozenset(detection.DEVICE_TYPES | {detection.VISIT})
+
+
+@dataclass(slots=True)
+class _Known:
+    county_code: str
+    living_arrangement: str
+    status: str
+    solitary: bool
+    last_at: datetime | None
+    last_id: str | None
+
+
+async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, BaseModel]]) -> dict:
+    """A batch of device and visit events: evaluated in order, the projection read once, the
+    watermarks and vital-sign states written once. Readings carry no inbox row (they are many):
+    one whose (time, id) is not after its resident's watermark is a redelivery and is skipped."""
+    ctx = await context(conn)
+    subjects = {e.subject for e, _ in items}
+    ids = [u for u in (as_uuid(s) for s in subjects) if u is not None]
+    known: dict[uuid.UUID, _Known] = {}
+    states: dict[tuple[uuid.UUID, str], str] = {}
+    if ids:
+        for r in await conn.fetch(
+                "SELECT q.id, r.county_code, r.living_arrangement, r.status, s.last_at, s.last_id "
+                "FROM unnest($1::uuid[]) AS q(id) LEFT JOIN residents r ON r.resident_id = q.id "
+                "LEFT JOIN signals s ON s.resident_id = q.id", ids):
+            if r["county_code"] is not None or r["last_at"] is not None:
+                known[r["id"]] = _Known(r["county_code"], r["living_arrangement"] or "", r["status"] or "",
+                                        care.needs_activity_timer(care.Elder(date(1900, 1, 1),
+                                                                             r["living_arrangement"] or "",
+                                                                             status=r["status"] or "")),
+                                        r["last_at"], r["last_id"])
+        if any(e.type == detection.VITALS_TYPE for e, _ in items):
+            for r in await conn.fetch("SELECT resident_id, metric, state FROM vital_states "
+                                      "WHERE resident_id = ANY($1::uuid[])", ids):
+                states[(r["resident_id"], r["metric"])] = r["state"]
+    touched_states: dict[tuple[uuid.UUID, str], str] = {}
+    signals: dict[uuid.UUID, tuple[datetime, str, str, bool]] = {}
+    skipped = 0
+    for event, data in items:
+        county = event.countycode or ""
+        rules, _ = ctx.book.for_county(county)
+        at = event.time or ctx.now
+        rid = as_uuid(event.subject)
+        info = known.get(rid) if rid else None
+        payload = data.model_dump(mode="json", exclude_none=True)
+        device_id = payload.get("device_id")
+        if event.type == detection.VISIT:
+            await _visit_logged(conn, ctx, rid, payload, county)
+            continue
+        problem = detection.time_problem(at, ctx.now, rules)
+        if info is None or info.county_code is None:
+            await raise_or_join(conn, ctx, Finding(detection.UNKNOWN_RESIDENT, "warning",
+                                                   {"device_id": device_id, "event_type": event.type}),
+                                county=county, subject=event.subject, device_id=device_id, at=at, event_id=event.id)
+        if event.type in READING_TYPES:
+            if info is not None and info.last_at is not None and (at, event.id) <= (info.last_at, info.last_id or ""):
+                skipped += 1
+                continue
+            if problem is not None:
+                await raise_or_join(conn, ctx, Finding("bad_timestamp", "warning", {"device_id": device_id,
+                                                                                     "reason": problem}),
+                                    county=county, subject=event.subject, device_id=device_id, at=ctx.now,
+                                    event_id=event.id)
+                continue
+        if info is not None and rid is not None and info.county_code is not None:
+            if info.last_at is None or (at, event.id) > (info.last_at, info.last_id or ""):
+                info.last_at, info.last_id = at, event.id
+                signals[rid] = (at, event.id, county, info.solitary)
+        findings: list[Finding]
+        if event.type == detection.VITALS_TYPE:
+            current = {m: states.get((rid, m), "normal") for m in payload if rid is not None}
+            findings, changed = detection.vitals_findings(payload, rules, current)  # type: ignore[arg-type]
+            for metric, state in changed.items():
+                states[(rid, metric)] = state
+                touched_states[(rid, metric)] = state
+        else:
+            findings = detection.device_findings(event.type, payload, rules)
+        for finding in findings:
+            if problem is not None:
+                finding = Finding(finding.cause, finding.severity, {**finding.details, "time_problem": problem},
+                                  finding.action)
+            await raise_or_join(conn, ctx, finding, county=county, subject=event.subject, device_id=device_id,
+                                at=at if problem is None else ctx.now, event_id=event.id)
+    if signals:
+        rows = list(signals.items())
+        await conn.execute(
+            "INSERT INTO signals (resident_id, county_code, last_at, last_id, solitary) "
+            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[]) "
+            "ON CONFLICT (resident_id) DO UPDATE SET last_at = EXCLUDED.last_at, last_id = EXCLUDED.last_id, "
+            "solitary = EXCLUDED.solitary WHERE (signals.last_at, signals.last_id) < (EXCLUDED.last_at, EXCLUDED.last_id)",
+            [k for k, _ in rows], [v[2] for _, v in rows], [v[0] for _, v in rows], [v[1] for _, v in rows],
+            [v[3] for _, v in rows])
+    if touched_states:
+        cleared = [(k, m) for (k, m), s in touched_states.items() if s == "normal"]
+        held = [(k, m, s) for (k, m), s in touched_states.items() if s != "normal"]
+        if cleared:
+            await conn.execute("DELETE FROM vital_states v USING unnest($1::uuid[], $2::text[]) AS q(id, metric) "
+                               "WHERE v.resident_id = q.id AND v.metric = q.metric",
+                               [k for k, _ in cleared], [m for _, m in cleared])
+        if held:
+            await conn.execute(
+                "INSERT INTO vital_states (resident_id, metric, state) "
+                "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) "
+                "ON CONFLICT (resident_id, metric) DO UPDATE SET state = EXCLUDED.state",
+                [k for k, _, _ in held], [m for _, m, _ in held], [s for _, _, s in held])
+    seqs = await flush_steps(conn, ctx.steps)
+    return {"raised": ctx.raised, "joined": ctx.joined, "skipped": skipped, "seqs": seqs}
+
+
+async def _visit_logged(conn: asyncpg.Connection, ctx: Context, rid: uuid.UUID | None, payload: dict,
+                        county: str) -> None:
+    """A visit restarts the resident's visit clock and closes an open overdue-visit alert."""
+    if rid is None:
+        return
+    row = await conn.fetchrow("SELECT * FROM residents WHERE resident_id = $1 FOR UPDATE", rid)
+    if row is None:
+        return
+    visited = datetime.fromisoformat(payload["at"])
+    if visited.tzinfo is None:
+        visited = visited.replace(tzinfo=timezone.utc)
+    if row["last_visit_at"] is not None and visited <= row["last_visit_at"]:
+        return
+    rules, _ = ctx.book.for_county(row["county_code"])
+    group, due = _visit_plan(row, visited, rules)
+    await conn.execute("UPDATE residents SET last_visit_at = $2, visit_group = $3, visit_due_at = $4, "
+                       "visit_warned_at = NULL WHERE resident_id = $1", rid, visited, group, due)
+    alert = await conn.fetchrow("SELECT id, severity, silence_id, status FROM alerts WHERE dedupe_key = $1 "
+                                "AND status <> 'resolved' FOR UPDATE", f"{row['county_code']}|{rid}|visit_overdue")
+    if alert is not None:
+        await _transition(conn, ctx, alert["id"], "resolve", "system", {"resolution": "visited"})
+
+
+def _elder(row) -> care.Elder:
+    return care.Elder(row["birth_date"], row["living_arrangement"], tuple(row["categories"] or ()),
+                      row["ability_level"], row["status"])
+
+
+def _visit_plan(row, since: datetime, rules: Rules) -> tuple[str | None, datetime | None]:
+    elder = _elder(row)
+    due = care.visit_due(elder, since, rules)
+    if due is None:
+        return None, None
+    return care.visit_group(elder, since.date()), due
+
+
+# ------------------------------------------------------------------ the residents stream
+
+SNAPSHOT_TYPES = frozenset({"eldercare.resident.registered.v1", "eldercare.resident.updated.v1",
+                            "eldercare.resident.transferred.v1", "eldercare.resident.snapshot.v1"})
+RESIDENT_TYPES = SNAPSHOT_TYPES | {"eldercare.resident.deceased.v1", "eldercare.resident.assessed.v1"}
+
+
+async def apply_residents(conn: asyncpg.Connection, items: list[tuple[CloudEvent, BaseModel]]) -> None:
+    """The projection: snapshots applied when newer than what is held (so they need no inbox row),
+    deaths and assessments by their inbox row. Visit clocks start when a resident is first seen."""
+    book = await rule_book(conn)
+    now = utcnow()
+    snaps: dict[str, object] = {}
+    for event, data in items:
+        if event.type in SNAPSHOT_TYPES:
+            snap = data.resident  # type: ignore[attr-defined]
+            held = snaps.get(snap.resident_id)
+            if held is None or snap.version > held.version:  # type: ignore[attr-defined]
+                snaps[snap.resident_id] = snap
+    if snaps:
+        await _upsert_snapshots(conn, book, now, list(snaps.values()))
+    for event, data in items:
+        if event.type == "eldercare.resident.deceased.v1":
+            rid = uuid.UUID(data.resident_id)  # type: ignore[attr-defined]
+            await conn.execute("UPDATE residents SET status = 'deceased', visit_due_at = NULL WHERE resident_id = $1",
+                               rid)
+            await conn.execute("UPDATE signals SET solitary = false WHERE resident_id = $1", rid)
+        elif event.type == "eldercare.resident.assessed.v1":
+            rid = uuid.UUID(data.resident_id)  # type: ignore[attr-defined]
+            row = await conn.fetchrow("UPDATE residents SET ability_level = $2 WHERE resident_id = $1 RETURNING *",
+                                      rid, data.level)  # type: ignore[attr-defined]
+            if row is not None:
+                rules, _ = book.for_county(row["county_code"])
+                group, due = _visit_plan(row, row["last_visit_at"] or row["care_since"], rules)
+                await conn.execute("UPDATE residents SET visit_group = $2, visit_due_at = $3 WHERE resident_id = $1",
+                                   rid, group, due)
+
+
+async def _upsert_snapshots(conn: asyncpg.Connection, book: RuleBook, now: datetime, snaps: list) -> None:
+    ids = [uuid.UUID(s.resident_id) for s in snaps]
+    held = {r["resident_id"]: r for r in await conn.fetch(
+        "SELECT resident_id, version, care_since, last_visit_at FROM residents WHERE resident_id = ANY($1::uuid[])",
+        ids)}
+    cols: tuple[list, ...] = tuple([] for _ in range(17))
+    for rid, s in zip(ids, snaps):
+        old = held.get(rid)
+        if old is not None and old["version"] >= s.version:
+            continue
+        since = old["care_since"] if old is not None else now
+        last_visit = old["last_visit_at"] if old is not None else None
+        rules, _ = book.for_county(s.county_code)
+        row = {"birth_date": s.birth_date, "living_arrangement": s.living_arrangement, "categories": s.categories,
+               "ability_level": s.ability_level, "status": s.status}
+        group, due = _visit_plan(row, last_visit or since, rules)
+        values = (rid, s.county_code, s.name, s.birth_date, s.gender, s.township, s.village, s.living_arrangement,
+                  list(s.categories), s.ability_level, s.status, getattr(s, "emergency_contact", None), s.version,
+                  since, group, due,
+                  care.needs_activity_timer(care.Elder(s.birth_date, s.living_arrangement, status=s.status)))
+        for col, value in zip(cols, values):
+            col.append(value)
+    if not cols[0]:
+        return
+    await conn.execute(
+        "INSERT INTO residents (resident_id, county_code, name, birth_date, gender, township, village, "
+        "living_arrangement, categories, ability_level, status, emergency_contact, version, care_since, visit_group, "
+        "visit_due_at) SELECT q.id, q.county, q.name, q.birth, q.gender, q.township, q.village, q.living, "
+        "string_to_array(q.categories, ','), q.ability, q.status, q.contact, q.version, q.since, q.vgroup, q.due "
+        "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[], $8::text[], "
+        "$9::text[], $10::smallint[], $11::text[], $12::text[], $13::int[], $14::timestamptz[], $15::text[], "
+        "$16::timestamptz[]) AS q(id, county, name, birth, gender, township, village, living, categories, ability, "
+        "status, contact, version, since, vgroup, due) "
+        "ON CONFLICT (resident_id) DO UPDATE SET county_code = EXCLUDED.county_code, name = EXCLUDED.name, "
+        "birth_date = EXCLUDED.birth_date, gender = EXCLUDED.gender, township = EXCLUDED.township, "
+        "village = EXCLUDED.village, living_arrangement = EXCLUDED.living_arrangement, "
+        "categories = EXCLUDED.categories, ability_level = EXCLUDED.ability_level, status = EXCLUDED.status, "
+        "emergency_contact = coalesce(EXCLUDED.emergency_contact, residents.emergency_contact), "
+        "version = EXCLUDED.version, visit_group = EXCLUDED.visit_group, visit_due_at = EXCLUDED.visit_due_at "
+        "WHERE residents.version < EXCLUDED.version",
+        *cols[:8], [",".join(c) for c in cols[8]], *cols[9:16])
+    await conn.execute(
+        "UPDATE signals s SET solitary = q.solitary, county_code = q.county "
+        "FROM unnest($1::uuid[], $2::bool[], $3::text[]) AS q(id, solitary, county) "
+        "WHERE s.resident_id = q.id AND (s.solitary <> q.solitary OR s.county_code <> q.county)",
+        cols[0], cols[16], cols[1])
+
+
+# ------------------------------------------------------------------ operator commands
+
+async def load_alert(conn: asyncpg.Connection, principal: Principal, alert_id: uuid.UUID, lock: bool = False):
+    row = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1" + (" FOR UPDATE" if lock else ""), alert_id)
+    # Another county's alert answers as missing: its existence is not the caller's to know.
+    if row is None or not principal.may_see_county(row["county_code"]):
+        raise NotFound("No such alert in this token's scope.", field="alert_id")
+    return row
+
+
+async def command(conn: asyncpg.Connection, principal: Principal, alert_id: uuid.UUID, action: str,
+                  body: dict) -> uuid.UUID:
+    """ack, dispatch, resolve or escalate, on the caller's behalf."""
+    await load_alert(conn, principal, alert_id, lock=True)
+    ctx = await context(conn)
+    await _transition(conn, ctx, alert_id, action, principal.subject, body)
+    await flush_steps(conn, ctx.steps)
+    return alert_id
+
+
+async def _transition(conn: asyncpg.Connection, ctx: Context, alert_id: uuid.UUID, action: str, actor: str,
+                      body: dict) -> None:
+    row = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+    kinds = lifecycle.check(action, row["status"], row["level"])  # type: ignore[arg-type]
+    now = ctx.now
+
+    def step(kind: str, data: dict) -> None:
+        ctx.steps.append(Step(alert_id, row["county_code"], row["resident_id"], row["severity"],
+                              row["silence_id"] is not None, kind, now, actor, data))
+
+    for kind in kinds:
+        if kind == "acknowledged":
+            await conn.execute("UPDATE alerts SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3, "
+                               "escalate_at = NULL WHERE id = $1", alert_id, now, actor)
+            step(kind, {"operator": actor, "seconds_to_acknowledge": (now - row["raised_at"]).total_seconds()})
+        elif kind == "dispatched":
+            entry = {"at": now.isoformat(), "operator": actor, "targets": body["targets"], "note": body.get("note")}
+            await conn.execute("UPDATE alerts SET dispatched_at = coalesce(dispatched_at, $2), "
+                               "dispatch = dispatch || $3::jsonb WHERE id = $1", alert_id, now, [entry])
+            step(kind, {"operator": actor, "targets": body["targets"], "note": body.get("note")})
+        elif kind == "resolved":
+            await conn.execute("UPDATE alerts SET status = 'resolved', resolved_at = $2, resolved_by = $3, "
+                               "resolution = $4, resolution_note = $5, escalate_at = NULL WHERE id = $1",
+                               alert_id, now, actor, body["resolution"], body.get("note"))
+            step(kind, {"operator": actor, "resolution": body["resolution"],
+                        "seconds_to_resolve": (now - row["raised_at"]).total_seconds()})
+        elif kind == "escalated":
+            await conn.execute("UPDATE alerts SET level = 'city', escalated_at = $2, escalate_at = NULL WHERE id = $1",
+                               alert_id, now)
+            step(kind, {"level": "city", "reason": "operator", "operator": actor})
+
+
+# ------------------------------------------------------------------ timers (run by the leader)
+
+async def escalate_due(conn: asyncpg.Connection, limit: int = 500) -> int:
+    """Critical alerts not acknowledged in time move to the city. The timer is the row's
+    `escalate_at`, cleared in the same statement that escalates: a restart neither loses a due
+    timer (it is in the table) nor fires one twice (it is gone once fired)."""
+    ctx = await context(conn)
+    rows = await conn.fetch(
+        "UPDATE alerts SET level = 'city', escalated_at = $1, escalate_at = NULL WHERE id IN ("
+        "SELECT id FROM alerts WHERE escalate_at <= $1 AND status = 'open' AND level = 'county' "
+        "ORDER BY escalate_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+        "RETURNING id, county_code, resident_id, severity, silence_id", ctx.now, limit)
+    for r in rows:
+        ctx.steps.append(Step(r["id"], r["county_code"], r["resident_id"], r["severity"], r["silence_id"] is not None,
+                              "escalated", ctx.now, "system", {"level": "city", "reason": "not_acknowledged"}))
+    await flush_steps(conn, ctx.steps)
+    return len(rows)
+
+
+async def no_activity_due(conn: asyncpg.Connection, limit: int = 1000) -> int:
+    """Solitary and empty-nest elders whose devices went quiet for the county's configured time.
+    `alerted_for` remembers which silence was alarmed, so one quiet spell raises once."""
+    ctx = await context(conn)
+    raised = 0
+    for county in {r["county_code"] for r in await conn.fetch("SELECT DISTINCT county_code FROM signals")}:
+        rules, _ = ctx.book.for_county(county)
+        cutoff = ctx.now - timedelta(hours=rules.no_activity_hours)
+        rows = await conn.fetch(
+            "UPDATE signals SET alerted_for = last_at WHERE resident_id IN (SELECT resident_id FROM signals "
+            "WHERE county_code = $1 AND solitary AND last_at < $2 AND (alerted_for IS NULL OR alerted_for < last_at) "
+            "LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING resident_id, last_at", county, cutoff, limit)
+        for r in rows:
+            await raise_or_join(conn, ctx, Finding("no_activity", "warning", {
+                "last_signal_at": r["last_at"].isoformat(), "hours": rules.no_activity_hours}),
+                county=county, subject=str(r["resident_id"]), device_id=None, at=ctx.now, event_id=None)
+            raised += 1
+    await flush_steps(conn, ctx.steps)
+    return raised
+
+
+async def visits_due(conn: asyncpg.Connection, limit: int = 1000) -> int:
+    """Overdue visits raise a warning (for the groups the county's rules warn about), once per due date."""
+    ctx = await context(conn)
+    rows = await conn.fetch(
+        "UPDATE residents SET visit_warned_at = $1 WHERE resident_id IN (SELECT resident_id FROM residents "
+        "WHERE visit_due_at <= $1 AND visit_warned_at IS NULL AND status = 'active' LIMIT $2 FOR UPDATE SKIP LOCKED) "
+        "RETURNING resident_id, county_code, visit_group, visit_due_at, last_visit_at", ctx.now, limit)
+    for r in rows:
+        rules, _ = ctx.book.for_county(r["county_code"])
+        if not care.warns_when_overdue(r["visit_group"] or "others", rules):
+            continue
+        await raise_or_join(conn, ctx, Finding("visit_overdue", "warning", {
+            "group": r["visit_group"], "due_at": r["visit_due_at"].isoformat(),
+            "last_visit_at": r["last_visit_at"].isoformat() if r["last_visit_at"] else None}),
+            county=r["county_code"], subject=str(r["resident_id"]), device_id=None, at=ctx.now, event_id=None)
+    await flush_steps(conn, ctx.steps)
+    return len(rows)

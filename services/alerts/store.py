@@ -1,0 +1,217 @@
+"""The alerts service's tables (SQLModel, describing what migrations/ creates; a test checks the
+two agree) and the queries the handlers and routers share. Queries are asyncpg: the consumer's
+hot path writes a batch in a handful of round trips."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+import asyncpg
+from sqlalchemy import Column, LargeBinary, String
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlmodel import Field, SQLModel
+
+from services.alerts.domain.rules import Rules, effective
+
+SCHEMA = "alerts"
+STREAM_CHANNEL = "alerts_stream"
+
+
+class Resident(SQLModel, table=True):
+    __tablename__ = "residents"
+    __table_args__ = {"schema": SCHEMA}
+
+    resident_id: uuid.UUID = Field(primary_key=True)
+    county_code: str
+    name: str
+    birth_date: date
+    gender: str
+    township: str
+    village: str
+    living_arrangement: str
+    categories: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(String)))
+    ability_level: int | None = None
+    status: str
+    emergency_contact: str | None = None
+    version: int
+    care_since: datetime
+    visit_group: str | None = None
+    last_visit_at: datetime | None = None
+    visit_due_at: datetime | None = None
+    visit_warned_at: datetime | None = None
+
+
+class Signal(SQLModel, table=True):
+    __tablename__ = "signals"
+    __table_args__ = {"schema": SCHEMA}
+
+    resident_id: uuid.UUID = Field(primary_key=True)
+    county_code: str
+    last_at: datetime
+    last_id: str
+    solitary: bool = False
+    alerted_for: datetime | None = None
+
+
+class VitalState(SQLModel, table=True):
+    __tablename__ = "vital_states"
+    __table_args__ = {"schema": SCHEMA}
+
+    resident_id: uuid.UUID = Field(primary_key=True)
+    metric: str = Field(primary_key=True)
+    state: str
+
+
+class RuleVersion(SQLModel, table=True):
+    __tablename__ = "rules"
+    __table_args__ = {"schema": SCHEMA}
+
+    scope: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    body: dict = Field(sa_column=Column(JSONB))
+    created_by: str
+    created_at: datetime
+    note: str | None = None
+
+
+class Alert(SQLModel, table=True):
+    __tablename__ = "alerts"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(primary_key=True)
+    county_code: str
+    resident_id: uuid.UUID | None = None
+    device_id: str | None = None
+    cause: str
+    severity: str
+    status: str = "open"
+    level: str = "county"
+    dedupe_key: str
+    count: int = 1
+    first_seen_at: datetime
+    last_seen_at: datetime
+    raised_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    dispatched_at: datetime | None = None
+    dispatch: list = Field(default_factory=list, sa_column=Column(JSONB))
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
+    resolution_note: str | None = None
+    escalate_at: datetime | None = None
+    escalated_at: datetime | None = None
+    silence_id: uuid.UUID | None = None
+    rule_version: str
+    incident_id: uuid.UUID
+    details: dict = Field(default_factory=dict, sa_column=Column(JSONB))
+    source_event_id: str | None = None
+
+
+class AlertStep(SQLModel, table=True):
+    __tablename__ = "alert_steps"
+    __table_args__ = {"schema": SCHEMA}
+
+    seq: int = Field(primary_key=True)
+    event_id: str
+    alert_id: uuid.UUID
+    county_code: str
+    kind: str
+    at: datetime
+    actor: str | None = None
+    data: dict = Field(default_factory=dict, sa_column=Column(JSONB))
+
+
+class SilenceRow(SQLModel, table=True):
+    __tablename__ = "silences"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(primary_key=True)
+    county_code: str
+    cause: str | None = None
+    resident_id: str | None = None
+    device_id: str | None = None
+    owner: str
+    reason: str
+    starts_at: datetime
+    expires_at: datetime
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+
+class Subscription(SQLModel, table=True):
+    __tablename__ = "subscriptions"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = Field(primary_key=True)
+    url: str
+    county_code: str | None = None
+    severities: list[str] = Field(sa_column=Column(ARRAY(String)))
+    secret: str
+    created_by: str
+    created_at: datetime
+    active: bool = True
+
+
+class Delivery(SQLModel, table=True):
+    __tablename__ = "deliveries"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(primary_key=True)
+    subscription_id: uuid.UUID = Field(foreign_key=f"{SCHEMA}.subscriptions.id")
+    msg_id: str
+    payload: bytes = Field(sa_column=Column(LargeBinary))
+    status: str = "pending"
+    attempts: int = 0
+    next_attempt_at: datetime
+    last_error: str | None = None
+    last_status: int | None = None
+    created_at: datetime
+    delivered_at: datetime | None = None
+
+
+# ------------------------------------------------------------------ rules
+
+class RuleBook:
+    """The latest city document and county overrides, and the rules in force per county."""
+
+    def __init__(self, rows: list[asyncpg.Record]) -> None:
+        self.latest = {r["scope"]: (r["version"], r["body"]) for r in rows}
+        self.key = tuple(sorted((s, v) for s, (v, _) in self.latest.items()))
+        self._cache: dict[str, tuple[Rules, str]] = {}
+
+    def for_county(self, county: str) -> tuple[Rules, str]:
+        hit = self._cache.get(county)
+        if hit is None:
+            city_version, city = self.latest["city"]
+            county_version, override = self.latest.get(county, (None, None))
+            hit = self._cache[county] = effective(city, city_version, override, county, county_version)
+        return hit
+
+
+_BOOK: RuleBook | None = None
+
+
+async def rule_book(conn: asyncpg.Connection) -> RuleBook:
+    """The rules in force (one small query: the latest version of each scope; the parsed documents
+    are kept while no version changes)."""
+    global _BOOK
+    versions = await conn.fetch("SELECT scope, max(version) AS version FROM rules GROUP BY scope")
+    key = tuple(sorted((r["scope"], r["version"]) for r in versions))
+    if _BOOK is None or _BOOK.key != key:
+        rows = await conn.fetch("SELECT DISTINCT ON (scope) scope, version, body FROM rules "
+                                "ORDER BY scope, version DESC")
+        _BOOK = RuleBook(rows)
+    return _BOOK
+
+
+ALERT_COLUMNS = """a.id, a.county_code, a.resident_id, a.device_id, a.cause, a.severity, a.status, a.level,
+a.count, a.first_seen_at, a.last_seen_at, a.raised_at, a.acknowledged_at, a.acknowledged_by, a.dispatched_at,
+a.dispatch, a.resolved_at, a.resolved_by, a.resolution, a.resolution_note, a.escalate_at, a.escalated_at,
+a.silence_id, a.rule_version, a.incident_id, a.details,
+r.name AS resident_name, r.emergency_contact, r.township, r.village, r.living_arrangement"""
+
+ALERT_FROM = "alerts a LEFT JOIN residents r ON r.resident_id = a.resident_id"
