@@ -163,7 +163,7 @@ async def _incident_of(conn: asyncpg.Connection, ctx: Context, cause: str, count
         return None
     rows = await conn.fetch(
         "SELECT cause, first_seen_at, incident_id FROM alerts WHERE resident_id = $1 AND county_code = $2 "
-        "AND cause = ANY($3::text[]) AND first_seen_at > $4 - make_interval(secs => $5) ORDER BY first_seen_at DESC",
+        "AND cause = ANY($3::text[]) AND first_seen_at > $4::timestamptz - make_interval(secs => $5::float8) ORDER BY first_seen_at DESC",
         resident_id, county, list(detection.INCIDENT_CAUSES), at, rules.incident_window_s)
     for r in rows:
         if detection.same_incident(cause, r["cause"], r["first_seen_at"], at, rules.incident_window_s):

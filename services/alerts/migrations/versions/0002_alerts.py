@@ -7,9 +7,11 @@ Create Date: 2026-12-02
 """
 
 import orjson
+import sqlalchemy as sa
 from alembic import op
 
 from services.alerts.domain.rules import Rules
+from shared.idempotency import IDEMPOTENCY_DDL
 from shared.messaging.schema import statements
 
 revision = "0002"
@@ -167,20 +169,21 @@ CREATE INDEX deliveries_by_subscription ON deliveries (subscription_id, id DESC)
 """
 
 DROP = """
-DROP TABLE IF EXISTS deliveries; DROP TABLE IF EXISTS subscriptions; DROP TABLE IF EXISTS silences;
+DROP TABLE IF EXISTS idempotency_keys; DROP TABLE IF EXISTS deliveries; DROP TABLE IF EXISTS subscriptions; DROP TABLE IF EXISTS silences;
 DROP TABLE IF EXISTS alert_steps; DROP TABLE IF EXISTS alerts; DROP TABLE IF EXISTS rules;
 DROP TABLE IF EXISTS vital_states; DROP TABLE IF EXISTS signals; DROP TABLE IF EXISTS residents
 """
 
 
 def upgrade() -> None:
-    for statement in statements(DDL):
+    for statement in statements(DDL) + [IDEMPOTENCY_DDL]:
         op.execute(statement)
     # Version 1 of the city's rules: the defaults of this release, written out in full so that an
     # alert's "city:1" keeps meaning the same thresholds after the code's defaults change.
-    body = orjson.dumps(Rules().model_dump(mode="json")).decode().replace("'", "''")
-    op.execute(f"INSERT INTO rules (scope, version, body, created_by, note) "
-               f"VALUES ('city', 1, '{body}'::jsonb, 'migration', 'defaults')")
+    op.get_bind().execute(
+        sa.text("INSERT INTO rules (scope, version, body, created_by, note) "
+                "VALUES ('city', 1, CAST(:body AS jsonb), 'migration', 'defaults')"),
+        {"body": orjson.dumps(Rules().model_dump(mode="json")).decode()})
 
 
 def downgrade() -> None:
