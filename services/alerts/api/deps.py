@@ -1,6 +1,7 @@
 """The alerts service's callers: duty operators (city, county) act on alerts; a viewer reads the
-timeline with personal data masked; providers and caregivers have no business here. The stream
-also takes the token as a query parameter (a browser's EventSource cannot send a header)."""
+timeline with personal data masked; providers and caregivers have no business here. Only the live
+stream also takes the token as a query parameter (a browser's EventSource cannot send a header;
+anywhere else a token in a URL would end up in logs for nothing)."""
 
 from __future__ import annotations
 
@@ -22,15 +23,22 @@ def _principal(request: Request, token: str | None) -> Principal:
     if not raw:
         raise Unauthorized("A bearer token is required.")
     settings = getattr(request.app.state, "settings", None) or get_settings()
-    return decode_token(settings, raw)
+    return decode_token(settings, raw, "alerts")
 
 
-async def alert_reader(request: Request, access_token: Annotated[
-        str | None, Query(description="token for EventSource clients")] = None) -> Principal:
-    principal = _principal(request, access_token)
+def _reader(principal: Principal) -> Principal:
     if principal.role not in READERS:
         raise Forbidden(f"The {principal.role.value} role may not read alerts.")
     return principal
+
+
+async def alert_reader(request: Request) -> Principal:
+    return _reader(_principal(request, None))
+
+
+async def stream_reader(request: Request, access_token: Annotated[
+        str | None, Query(description="the token, for EventSource clients (no header)")] = None) -> Principal:
+    return _reader(_principal(request, access_token))
 
 
 async def operator(request: Request) -> Principal:
@@ -48,6 +56,7 @@ async def city_only(request: Request) -> Principal:
 
 
 Reader = Annotated[Principal, Depends(alert_reader)]
+StreamReader = Annotated[Principal, Depends(stream_reader)]
 Operator = Annotated[Principal, Depends(operator)]
 City = Annotated[Principal, Depends(city_only)]
 

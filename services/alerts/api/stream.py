@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from services.alerts.api.deps import Reader, present
+from services.alerts.api.deps import StreamReader, present
 from services.alerts.stream import PAGE, StepNotifier, steps_since
 from shared.auth import Principal, Role
 from shared.problems import BadRequest
@@ -33,7 +33,7 @@ def frame(row, principal: Principal) -> bytes:
 
 @router.get("/alerts/stream", summary="Server-Sent Events of alert changes in the caller's scope",
             response_class=StreamingResponse)
-async def stream(request: Request, principal: Reader, runtime: RuntimeDep,
+async def stream(request: Request, principal: StreamReader, runtime: RuntimeDep,
                  since: Annotated[int | None, Query(ge=0, description="resume after this sequence number")] = None,
                  last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None) -> StreamingResponse:
     raw = since if since is not None else last_event_id
