@@ -13,8 +13,7 @@ import pytest
 
 from services.alerts.domain.webhooks import verify
 from tests.conftest import token_for
-from tests.integration.alerts_support import cloud_event, post, projected, register, wait_alert, wait_for
-from tests.integration.test_alerts import SOS, alerts  # noqa: F401 - the session's alerts app
+from tests.integration.alerts.support import SOS, cloud_event, post, projected, register, wait_alert, wait_for
 
 
 async def serve(app, port: int):
@@ -28,7 +27,7 @@ async def serve(app, port: int):
 
 
 @pytest.fixture(scope="session")
-async def alerts_url(alerts):  # noqa: F811
+async def alerts_url(alerts):
     """The alerts app behind a real HTTP server (httpx's ASGI transport cannot stream)."""
     from eldercare.infra import free_port
 
@@ -62,7 +61,7 @@ async def read_sse(response, until, timeout: float = 30.0) -> list[dict]:
     raise AssertionError(f"stream condition not met; got {[(f.get('event'), f.get('id')) for f in frames]}")
 
 
-async def test_stream_carries_steps_in_scope_and_resumes_with_last_event_id(registry, alerts, alerts_url, settings):  # noqa: F811
+async def test_stream_carries_steps_in_scope_and_resumes_with_last_event_id(registry, alerts, alerts_url, settings):
     puyang = token_for(settings, "county", "410928")
     rid = await register(registry, settings)
     other = await register(registry, settings, county="410922")
@@ -135,7 +134,7 @@ class Receiver:
         await send({"type": "http.response.body", "body": b""})
 
 
-async def test_webhooks_are_signed_retried_with_backoff_and_dead_letters_are_visible(registry, alerts, settings):  # noqa: F811
+async def test_webhooks_are_signed_retried_with_backoff_and_dead_letters_are_visible(registry, alerts, settings):
     from eldercare.infra import free_port
     from services.alerts.domain.webhooks import new_secret
 

@@ -8,33 +8,14 @@ import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.conftest import token_for
-from tests.integration.alerts_support import (
-    alerts_of, cloud_event, post, projected, register, wait_alert, wait_for,
+from tests.integration.alerts.support import (
+    ALARM, FALL, SOS, VITALS, alerts_of, cloud_event, post, projected, register, wait_alert, wait_for,
 )
 from tests.integration.support import read_topic
-
-SOS = "eldercare.county.device.sos.v1"
-FALL = "eldercare.county.device.fall.v1"
-VITALS = "eldercare.county.device.vitals.v1"
-ACTIVITY = "eldercare.county.device.activity.v1"
-ALARM = "eldercare.county.device.alarm.v1"
-
-
-@pytest.fixture(scope="session")
-async def alerts(settings, registry):
-    from services.alerts.app import create_app
-
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://alerts") as client:
-            client.app = app
-            yield client
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None) -> None:

@@ -9,6 +9,12 @@ import uuid
 
 from tests.conftest import fresh_id_number, token_for
 
+SOS = "eldercare.county.device.sos.v1"
+FALL = "eldercare.county.device.fall.v1"
+VITALS = "eldercare.county.device.vitals.v1"
+ACTIVITY = "eldercare.county.device.activity.v1"
+ALARM = "eldercare.county.device.alarm.v1"
+
 
 async def wait_for(check, timeout: float = 60.0, interval: float = 0.1):
     deadline = time.monotonic() + timeout

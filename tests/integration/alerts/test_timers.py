@@ -9,14 +9,15 @@ from datetime import datetime, timedelta, timezone
 from services.alerts import handlers
 from services.alerts.scheduler import Scheduler
 from tests.conftest import token_for
-from tests.integration.alerts_support import alerts_of, cloud_event, post, projected, register, wait_alert, wait_for
-from tests.integration.test_alerts import ACTIVITY, SOS, alerts  # noqa: F401 - the session's alerts app
+from tests.integration.alerts.support import (
+    ACTIVITY, SOS, alerts_of, cloud_event, post, projected, register, wait_alert, wait_for,
+)
 
 QINGFENG = "410922"
 
 
 async def test_rules_are_city_edited_versioned_and_a_county_override_is_named_by_the_alert(
-        registry, alerts, settings):  # noqa: F811
+        registry, alerts, settings):
     city, county = token_for(settings, "city"), token_for(settings, "county", "410928")
     before = (await alerts.get("/v1/rules", headers=county)).json()
     assert before["city"]["version"] >= 1 and before["city"]["rules"]["escalate_after_s"] == 60
@@ -50,7 +51,7 @@ def _scheduler_task(alerts):
 
 
 async def test_unacknowledged_critical_escalates_to_the_city_once_even_across_a_scheduler_restart(
-        registry, alerts, settings):  # noqa: F811
+        registry, alerts, settings):
     city, qingfeng = token_for(settings, "city"), token_for(settings, "county", QINGFENG)
     saved = await alerts.put(f"/v1/rules/counties/{QINGFENG}", headers=city, json={"rules": {"escalate_after_s": 2}})
     assert saved.status_code == 200
@@ -95,7 +96,7 @@ async def test_unacknowledged_critical_escalates_to_the_city_once_even_across_a_
 
 
 async def test_silenced_alerts_are_recorded_without_escalation_and_silences_need_an_expiry(
-        registry, alerts, settings):  # noqa: F811
+        registry, alerts, settings):
     puyang = token_for(settings, "county", "410928")
     rid = await register(registry, settings)
     await projected(alerts, rid)
@@ -126,7 +127,7 @@ async def test_silenced_alerts_are_recorded_without_escalation_and_silences_need
 
 
 async def test_projection_follows_the_registry_and_overdue_visits_warn_once_until_a_visit(
-        registry, alerts, settings):  # noqa: F811
+        registry, alerts, settings):
     puyang = token_for(settings, "county", "410928")
     rid = await register(registry, settings, living="with_family", categories=["dementia"])
     await projected(alerts, rid)
@@ -169,7 +170,7 @@ async def test_projection_follows_the_registry_and_overdue_visits_warn_once_unti
     await wait_for(dead, 60)
 
 
-async def test_solitary_elder_whose_devices_go_quiet_gets_one_no_activity_warning(registry, alerts, settings):  # noqa: F811
+async def test_solitary_elder_whose_devices_go_quiet_gets_one_no_activity_warning(registry, alerts, settings):
     puyang = token_for(settings, "county", "410928")
     rid = await register(registry, settings, living="alone")
     family = await register(registry, settings, living="with_family")
