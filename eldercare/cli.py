@@ -312,6 +312,25 @@ def bench_registry(
                                            reads=part != "ingest"))
 
 
+@bench_app.command("alerts")
+def bench_alerts_command(
+    residents: Annotated[int, typer.Option(help="residents in the alerts projection for the throughput run")] = 20_000,
+    readings: Annotated[int, typer.Option(help="telemetry readings fed straight into the ingest topic")] = 300_000,
+    rate: Annotated[int, typer.Option(help="background readings/s through the gateway during the SOS run")] = 5000,
+    seconds: Annotated[float, typer.Option(help="duration of the SOS latency run")] = 20,
+    part: Annotated[str, typer.Option(help="throughput, latency or all")] = "all",
+) -> None:
+    """Readings evaluated per second (against raw getmany of the same records); SOS gateway → alert
+    stream delay with a background of readings through the gateway."""
+    if part not in ("throughput", "latency", "all"):
+        raise typer.BadParameter("part is throughput, latency or all")
+    from bench.alerts import bench_alerts
+    from bench.common import bench_infrastructure
+
+    with bench_infrastructure() as (url, bootstrap):
+        asyncio.run(bench_alerts(url, bootstrap, residents, readings, rate, seconds, part))
+
+
 @bench_app.command("reporting")
 def bench_reporting_command(
     residents: Annotated[int, typer.Option(help="registered events of the registry's history")] = 700_000,

@@ -4,6 +4,7 @@ of the live stream in that same transaction (`flush_steps`)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -177,11 +178,12 @@ READING_TYPES = frozenset({detection.VITALS_TYPE, detection.ACTIVITY})
 INGEST_TYPES = frozenset(detection.DEVICE_TYPES | {detection.VISIT})
 
 
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
 @dataclass(slots=True)
 class _Known:
-    county_code: str
-    living_arrangement: str
-    status: str
+    county_code: str | None
     solitary: bool
     last_at: datetime | None
     last_id: str | None
@@ -190,80 +192,87 @@ class _Known:
 async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, BaseModel]]) -> dict:
     """A batch of device and visit events: evaluated in order, the projection read once, the
     watermarks and vital-sign states written once. Readings carry no inbox row (they are many):
-    one whose (time, id) is not after its resident's watermark is a redelivery and is skipped."""
+    one whose (time, id) is not after its resident's watermark is a redelivery and is skipped.
+    The loop is the hot path (tens of thousands of readings a second): resident ids stay strings
+    (PostgreSQL casts them), models are read through their __dict__, time bounds are per county."""
     ctx = await context(conn)
-    subjects = {e.subject for e, _ in items}
-    ids = [u for u in (as_uuid(s) for s in subjects) if u is not None]
-    known: dict[uuid.UUID, _Known] = {}
-    states: dict[tuple[uuid.UUID, str], str] = {}
+    ids = list({e.subject for e, _ in items if e.subject and _UUID.match(e.subject)})
+    known: dict[str, _Known] = {}
+    states: dict[tuple[str, str], str] = {}
     if ids:
         for r in await conn.fetch(
                 "SELECT q.id, r.county_code, r.living_arrangement, r.status, s.last_at, s.last_id "
-                "FROM unnest($1::uuid[]) AS q(id) LEFT JOIN residents r ON r.resident_id = q.id "
-                "LEFT JOIN signals s ON s.resident_id = q.id", ids):
+                "FROM unnest($1::text[]) AS q(id) LEFT JOIN residents r ON r.resident_id = q.id::uuid "
+                "LEFT JOIN signals s ON s.resident_id = q.id::uuid", ids):
             if r["county_code"] is not None or r["last_at"] is not None:
-                known[r["id"]] = _Known(r["county_code"], r["living_arrangement"] or "", r["status"] or "",
-                                        care.needs_activity_timer(care.Elder(date(1900, 1, 1),
-                                                                             r["living_arrangement"] or "",
-                                                                             status=r["status"] or "")),
-                                        r["last_at"], r["last_id"])
+                known[r["id"]] = _Known(r["county_code"], r["status"] == "active"
+                                        and r["living_arrangement"] in care.SOLITARY, r["last_at"], r["last_id"])
         if any(e.type == detection.VITALS_TYPE for e, _ in items):
-            for r in await conn.fetch("SELECT resident_id, metric, state FROM vital_states "
-                                      "WHERE resident_id = ANY($1::uuid[])", ids):
-                states[(r["resident_id"], r["metric"])] = r["state"]
-    touched_states: dict[tuple[uuid.UUID, str], str] = {}
-    signals: dict[uuid.UUID, tuple[datetime, str, str, bool]] = {}
+            for r in await conn.fetch("SELECT resident_id::text AS id, metric, state FROM vital_states "
+                                      "WHERE resident_id = ANY($1::text[]::uuid[])", ids):
+                states[(r["id"], r["metric"])] = r["state"]
+    touched_states: dict[tuple[str, str], str] = {}
+    signals: dict[str, tuple[datetime, str, str, bool]] = {}
+    bounds: dict[str, tuple[Rules, datetime, datetime]] = {}
     skipped = 0
     for event, data in items:
         county = event.countycode or ""
-        rules, _ = ctx.book.for_county(county)
+        hit = bounds.get(county)
+        if hit is None:
+            rules = ctx.book.for_county(county)[0]
+            hit = bounds[county] = (rules, ctx.now + timedelta(seconds=rules.max_clock_skew_s),
+                                    ctx.now - timedelta(seconds=rules.max_event_age_s))
+        rules, latest, earliest = hit
         at = event.time or ctx.now
-        rid = as_uuid(event.subject)
-        info = known.get(rid) if rid else None
-        payload = data.model_dump(mode="json", exclude_none=True)
+        subject = event.subject
+        info = known.get(subject) if subject else None
+        payload = data.__dict__
         device_id = payload.get("device_id")
-        if event.type == detection.VISIT:
-            await _visit_logged(conn, ctx, rid, payload, county)
+        kind = event.type
+        if kind == detection.VISIT:
+            await _visit_logged(conn, ctx, as_uuid(subject), data.model_dump(mode="json"), county)
             continue
-        problem = detection.time_problem(at, ctx.now, rules)
+        problem = None if earliest <= at <= latest else detection.time_problem(at, ctx.now, rules)
         if info is None or info.county_code is None:
             await raise_or_join(conn, ctx, Finding(detection.UNKNOWN_RESIDENT, "warning",
-                                                   {"device_id": device_id, "event_type": event.type}),
-                                county=county, subject=event.subject, device_id=device_id, at=at, event_id=event.id)
-        if event.type in READING_TYPES:
+                                                   {"device_id": device_id, "event_type": kind}),
+                                county=county, subject=subject, device_id=device_id, at=at, event_id=event.id)
+        if kind in READING_TYPES:
             if info is not None and info.last_at is not None and (at, event.id) <= (info.last_at, info.last_id or ""):
                 skipped += 1
                 continue
             if problem is not None:
                 await raise_or_join(conn, ctx, Finding("bad_timestamp", "warning", {"device_id": device_id,
                                                                                      "reason": problem}),
-                                    county=county, subject=event.subject, device_id=device_id, at=ctx.now,
+                                    county=county, subject=subject, device_id=device_id, at=ctx.now,
                                     event_id=event.id)
                 continue
-        if info is not None and rid is not None and info.county_code is not None:
+        if info is not None and info.county_code is not None:
             if info.last_at is None or (at, event.id) > (info.last_at, info.last_id or ""):
                 info.last_at, info.last_id = at, event.id
-                signals[rid] = (at, event.id, county, info.solitary)
+                signals[subject] = (at, event.id, county, info.solitary)  # type: ignore[index]
+        if kind == detection.ACTIVITY:
+            continue
         findings: list[Finding]
-        if event.type == detection.VITALS_TYPE:
-            current = {m: states.get((rid, m), "normal") for m in payload if rid is not None}
+        if kind == detection.VITALS_TYPE:
+            current = {m: states.get((subject, m), "normal") for m in detection.VITALS if payload.get(m) is not None}
             findings, changed = detection.vitals_findings(payload, rules, current)  # type: ignore[arg-type]
             for metric, state in changed.items():
-                states[(rid, metric)] = state
-                touched_states[(rid, metric)] = state
+                states[(subject, metric)] = state  # type: ignore[index]
+                touched_states[(subject, metric)] = state  # type: ignore[index]
         else:
-            findings = detection.device_findings(event.type, payload, rules)
+            findings = detection.device_findings(kind, payload, rules)
         for finding in findings:
             if problem is not None:
                 finding = Finding(finding.cause, finding.severity, {**finding.details, "time_problem": problem},
                                   finding.action)
-            await raise_or_join(conn, ctx, finding, county=county, subject=event.subject, device_id=device_id,
+            await raise_or_join(conn, ctx, finding, county=county, subject=subject, device_id=device_id,
                                 at=at if problem is None else ctx.now, event_id=event.id)
     if signals:
         rows = list(signals.items())
         await conn.execute(
             "INSERT INTO signals (resident_id, county_code, last_at, last_id, solitary) "
-            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[]) "
+            "SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[]) "
             "ON CONFLICT (resident_id) DO UPDATE SET last_at = EXCLUDED.last_at, last_id = EXCLUDED.last_id, "
             "solitary = EXCLUDED.solitary WHERE (signals.last_at, signals.last_id) < (EXCLUDED.last_at, EXCLUDED.last_id)",
             [k for k, _ in rows], [v[2] for _, v in rows], [v[0] for _, v in rows], [v[1] for _, v in rows],
@@ -272,13 +281,13 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
         cleared = [(k, m) for (k, m), s in touched_states.items() if s == "normal"]
         held = [(k, m, s) for (k, m), s in touched_states.items() if s != "normal"]
         if cleared:
-            await conn.execute("DELETE FROM vital_states v USING unnest($1::uuid[], $2::text[]) AS q(id, metric) "
+            await conn.execute("DELETE FROM vital_states v USING unnest($1::text[]::uuid[], $2::text[]) AS q(id, metric) "
                                "WHERE v.resident_id = q.id AND v.metric = q.metric",
                                [k for k, _ in cleared], [m for _, m in cleared])
         if held:
             await conn.execute(
                 "INSERT INTO vital_states (resident_id, metric, state) "
-                "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) "
+                "SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) "
                 "ON CONFLICT (resident_id, metric) DO UPDATE SET state = EXCLUDED.state",
                 [k for k, _, _ in held], [m for _, m, _ in held], [s for _, _, s in held])
     seqs = await flush_steps(conn, ctx.steps)

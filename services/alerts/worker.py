@@ -5,7 +5,11 @@ the API process by default (RUN_WORKERS_IN_API=true) or alone with `eldercare wo
 
 from __future__ import annotations
 
-from services.alerts.handlers import INGEST_TYPES, READING_TYPES, RESIDENT_TYPES, SNAPSHOT_TYPES, apply_ingest, apply_residents
+import asyncpg
+
+from services.alerts.handlers import (
+    INGEST_TYPES, READING_TYPES, RESIDENT_TYPES, SNAPSHOT_TYPES, apply_ingest, apply_residents,
+)
 from services.alerts.parsing import envelope_parser
 from services.alerts.scheduler import Scheduler
 from shared.messaging.consumer import EventConsumer
@@ -21,6 +25,15 @@ INGEST_BATCH = 5000
 RESIDENTS_BATCH = 5000
 
 
+def ingest_consumer(pool: asyncpg.Pool, bootstrap: str, name: str = INGEST_CONSUMER) -> EventConsumer:
+    """Detection: the ingest stream's consumer (the benchmark runs this same one)."""
+    return EventConsumer(
+        name=name, topics=[INGEST.name], handlers={}, batch_handler=apply_ingest,
+        batch_types=INGEST_TYPES, fast_parse=envelope_parser(INGEST_TYPES), inbox_exempt_types=READING_TYPES,
+        pipeline=True, bisect_failures=True, fetch_max_wait_ms=FETCH_MAX_WAIT_MS, pool=pool,
+        bootstrap=bootstrap, batch_size=INGEST_BATCH, schema="alerts")
+
+
 def build_consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
     assert runtime.db.pool is not None
     bootstrap = runtime.settings.kafka_bootstrap_servers
@@ -28,11 +41,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
     runtime.state["scheduler"] = scheduler
     runtime.extra_workers["alerts-scheduler"] = scheduler.run
     return [
-        EventConsumer(
-            name=INGEST_CONSUMER, topics=[INGEST.name], handlers={}, batch_handler=apply_ingest,
-            batch_types=INGEST_TYPES, fast_parse=envelope_parser(INGEST_TYPES), inbox_exempt_types=READING_TYPES,
-            pipeline=True, bisect_failures=True, fetch_max_wait_ms=FETCH_MAX_WAIT_MS, pool=runtime.db.pool,
-            bootstrap=bootstrap, batch_size=INGEST_BATCH, schema="alerts"),
+        ingest_consumer(runtime.db.pool, bootstrap),
         EventConsumer(
             name=RESIDENTS_CONSUMER, topics=[RESIDENTS.name], handlers={}, batch_handler=apply_residents,
             batch_types=RESIDENT_TYPES, fast_parse=envelope_parser(RESIDENT_TYPES), inbox_exempt_types=SNAPSHOT_TYPES,
