@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Literal
@@ -15,8 +14,9 @@ from services.alerts.api.deps import Operator, Reader, in_scope, present
 from services.alerts.api.schemas import AckBody, DispatchBody, EscalateBody, ResolveBody
 from shared.api import idempotent_write
 from shared.auth import Principal, Role
+from shared.cursors import cursor_secret, decode_cursor, encode_cursor
 from shared.idempotency import StoredResponse
-from shared.problems import BadRequest, Forbidden, NotFound
+from shared.problems import Forbidden, NotFound
 from shared.service import RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
@@ -24,17 +24,16 @@ ERRORS = {403: {"description": "Outside the token's scope"}, 404: {"description"
           409: {"description": "Not allowed in the alert's state"}, 422: {"description": "Invalid field"}}
 
 
-def encode_cursor(raised_at: datetime, alert_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([raised_at.isoformat(), str(alert_id)])).decode().rstrip("=")
+CURSOR_ROUTE = "alerts:list"
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, alert_id = orjson.loads(raw)
-        return datetime.fromisoformat(at), uuid.UUID(alert_id)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise BadRequest("The cursor is not one this service gave out.", field="cursor") from None
+def encode_list_cursor(request: Request, raised_at: datetime, alert_id: uuid.UUID) -> str:
+    return encode_cursor(cursor_secret(request), CURSOR_ROUTE, [raised_at.isoformat(), str(alert_id)])
+
+
+def decode_list_cursor(request: Request, cursor: str) -> tuple[datetime, uuid.UUID]:
+    at, alert_id = decode_cursor(cursor_secret(request), CURSOR_ROUTE, cursor, (str, str))
+    return datetime.fromisoformat(at), uuid.UUID(alert_id)
 
 
 def scope_counties(principal: Principal, county_code: str | None) -> str | None:
@@ -48,7 +47,7 @@ def scope_counties(principal: Principal, county_code: str | None) -> str | None:
 
 @router.get("/alerts", summary="Alerts in the caller's scope, newest first (cursor pagination)")
 async def list_alerts(
-    principal: Reader, runtime: RuntimeDep,
+    request: Request, principal: Reader, runtime: RuntimeDep,
     status: Annotated[list[Literal["open", "acknowledged", "resolved"]] | None, Query()] = None,
     severity: Literal["critical", "warning"] | None = None,
     cause: Annotated[str | None, Query(max_length=50)] = None,
@@ -58,9 +57,9 @@ async def list_alerts(
     since: datetime | None = None, until: datetime | None = None,
     include_silenced: bool = True,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict:
-    after = decode_cursor(cursor) if cursor else None
+    after = decode_list_cursor(request, cursor) if cursor else None
     county = scope_counties(principal, county_code)
     async with runtime.db.connection() as conn:
         rows = await queries.list_alerts(conn, county=county, status=status, severity=severity, cause=cause,
@@ -70,7 +69,7 @@ async def list_alerts(
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": [present(r, principal) for r in rows], "stream_seq": seq,
-            "next_cursor": encode_cursor(rows[-1]["raised_at"], rows[-1]["id"]) if more else None}
+            "next_cursor": encode_list_cursor(request, rows[-1]["raised_at"], rows[-1]["id"]) if more else None}
 
 
 @router.get("/alerts/{alert_id}", summary="One alert with its timeline", responses=ERRORS)

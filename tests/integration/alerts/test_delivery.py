@@ -168,9 +168,14 @@ async def test_webhooks_are_signed_retried_with_backoff_and_dead_letters_are_vis
         assert got[0]["verified"] and got[0]["body"]["type"] == "eldercare.alert.raised.v1"
         assert got[0]["headers"]["webhook-id"] == got[0]["body"]["id"]
         sub_id = made.json()["id"]
-        rows = (await alerts.get(f"/v1/subscriptions/{sub_id}/deliveries", headers=puyang)).json()["items"]
-        mine = next(r for r in rows if r["msg_id"] == got[0]["body"]["id"])
-        assert mine["status"] == "delivered" and mine["attempts"] == 3  # two 503s, then success
+
+        async def recorded():
+            rows = (await alerts.get(f"/v1/subscriptions/{sub_id}/deliveries", headers=puyang)).json()["items"]
+            mine = next(r for r in rows if r["msg_id"] == got[0]["body"]["id"])
+            return mine if mine["status"] == "delivered" else None
+
+        mine = await wait_for(recorded, 10)
+        assert mine["attempts"] == 3 and mine["last_status"] == 204  # two 503s, then success
         # The broken receiver's deliveries are retried, their errors visible, then dead-lettered.
         runtime = alerts.app.state.runtime
         async with runtime.db.transaction() as conn:

@@ -167,4 +167,31 @@ async def test_cursor_pagination_walks_every_alert_once(alerts, settings):
         cursor = page["next_cursor"]
     everything = (await alerts.get("/v1/alerts", headers=city, params={"limit": 500})).json()["items"]
     assert seen == [a["id"] for a in everything] and len(seen) == len(set(seen))
-    assert (await alerts.get("/v1/alerts", headers=city, params={"cursor": "garbage"})).json()["field"] == "cursor"
+    tampered = await alerts.get("/v1/alerts", headers=city, params={"cursor": "garbage"})
+    assert tampered.status_code == 422 and tampered.json()["field"] == "cursor"
+
+
+async def test_republished_snapshots_are_applied_by_version_without_going_backwards(alerts, bootstrap):
+    runtime = alerts.app.state.runtime
+    rid = str(uuid.uuid4())
+
+    def snapshot(version: int, living: str) -> bytes:
+        return orjson.dumps({
+            "specversion": "1.0", "id": str(uuid.uuid4()), "source": "registry", "type": "eldercare.resident.snapshot.v1",
+            "subject": rid, "countycode": "410928", "data": {"resident": {
+                "resident_id": rid, "county_code": "410928", "name": "赵德明", "birth_date": "1941-03-02",
+                "gender": "male", "township": "城关镇", "village": "西街社区", "living_arrangement": living,
+                "version": version}, "job_id": "j1"}})
+
+    await produce(bootstrap, "eldercare.registry.residents.v1", [snapshot(3, "alone"), snapshot(2, "with_family")],
+                  key=rid.encode())
+
+    async def applied():
+        async with runtime.db.connection() as conn:
+            return await conn.fetchrow("SELECT version, living_arrangement, visit_group FROM residents "
+                                       "WHERE resident_id = $1", uuid.UUID(rid))
+
+    row = await wait_for(applied, 60)
+    await asyncio.sleep(1.0)
+    row = await applied()
+    assert (row["version"], row["living_arrangement"], row["visit_group"]) == (3, "alone", "high_risk")
