@@ -12,12 +12,13 @@ from datetime import date, datetime, timedelta, timezone
 import asyncpg
 from pydantic import BaseModel
 
-from services.alerts.domain import care, detection, lifecycle
+from services.alerts.domain import care, detection, lifecycle, orders
 from services.alerts.domain.detection import Finding, Silence
 from services.alerts.domain.rules import Rules
 from services.alerts.store import SCHEMA, STREAM_CHANNEL, RuleBook, rule_book
 from shared.auth import Principal
 from shared.events.alerts import ALERT_EVENTS
+from shared.events.orders import ORDER_EVENTS
 from shared.events.envelope import CloudEvent, make_event
 from shared.messaging.outbox import add_events
 from shared.problems import NotFound
@@ -414,6 +415,75 @@ async def _upsert_snapshots(conn: asyncpg.Connection, book: RuleBook, now: datet
         "FROM unnest($1::uuid[], $2::bool[], $3::text[]) AS q(id, solitary, county) "
         "WHERE s.resident_id = q.id AND (s.solitary <> q.solitary OR s.county_code <> q.county)",
         cols[0], cols[16], cols[1])
+
+
+# ------------------------------------------------------------------ the orders stream
+
+ORDER_TYPES = frozenset(t for t in ORDER_EVENTS if t != "eldercare.order.settled.v1")
+
+
+async def apply_orders(conn: asyncpg.Connection, items: list[tuple[CloudEvent, BaseModel]]) -> None:
+    """Orders in stream order: the schedule starts a lateness timer, a check-in stops it (and meets
+    any other order the same caregiver is checked in to), completion checks the visit's length,
+    expiry and no-show raise at once."""
+    ctx = await context(conn)
+    for event, data in items:
+        d = data.model_dump()
+        county, rid = d["county_code"], d["resident_id"]
+        rules, _ = ctx.book.for_county(county)
+        if event.type == "eldercare.order.placed.v1":
+            await conn.execute(
+                "INSERT INTO orders (order_id, resident_id, county_code, service_code, provider_id, scheduled_start, "
+                "scheduled_minutes, state, late_check_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'placed', $8) "
+                "ON CONFLICT (order_id) DO NOTHING",
+                d["order_id"], as_uuid(rid), county, d["service_code"], d["provider_id"], d["scheduled_start"],
+                d["scheduled_minutes"], orders.next_late_check(d["scheduled_start"], 0, rules))
+            continue
+        state, at = d["state"], d["at"]
+        ends = state in orders.ENDED_STATES or state == "checked_in"
+        row = await conn.fetchrow(
+            "UPDATE orders SET state = $2, caregiver_id = coalesce($3, caregiver_id), "
+            "checked_in_at = CASE WHEN $2 = 'checked_in' THEN $4 ELSE checked_in_at END, "
+            "lat = coalesce($5, lat), lon = coalesce($6, lon), "
+            "late_check_at = CASE WHEN $7 THEN NULL ELSE late_check_at END WHERE order_id = $1 "
+            "RETURNING caregiver_id, checked_in_at, scheduled_minutes",
+            d["order_id"], state, d.get("caregiver_id"), at, d.get("lat"), d.get("lon"), ends)
+        findings = orders.transition_findings(state, d)
+        caregiver = d.get("caregiver_id") or (row["caregiver_id"] if row else None)
+        if state == "checked_in" and caregiver:
+            elsewhere = await conn.fetch("SELECT order_id, resident_id FROM orders WHERE caregiver_id = $1 "
+                                         "AND state = 'checked_in' AND order_id <> $2", caregiver, d["order_id"])
+            if elsewhere:
+                findings.append(Finding("caregiver_double_booked", "warning", {
+                    "order_id": d["order_id"], "caregiver_id": caregiver,
+                    "other_orders": [r["order_id"] for r in elsewhere]}))
+        if state == "completed" and row is not None and row["scheduled_minutes"]:
+            short = orders.short_visit(row["checked_in_at"], at, row["scheduled_minutes"], rules)
+            if short is not None:
+                findings.append(Finding(short.cause, short.severity, {**short.details, "order_id": d["order_id"]}))
+        for finding in findings:
+            await raise_or_join(conn, ctx, finding, county=county, subject=rid, device_id=None, at=at,
+                                event_id=event.id)
+    await flush_steps(conn, ctx.steps)
+
+
+async def orders_late_due(conn: asyncpg.Connection, limit: int = 500) -> int:
+    """Caregivers not checked in at each lateness step: one alert per resident, its count rising."""
+    ctx = await context(conn)
+    rows = await conn.fetch(
+        "SELECT order_id, resident_id, county_code, scheduled_start, late_level, caregiver_id FROM orders "
+        "WHERE late_check_at <= $1 ORDER BY late_check_at LIMIT $2 FOR UPDATE SKIP LOCKED", ctx.now, limit)
+    for r in rows:
+        rules, _ = ctx.book.for_county(r["county_code"])
+        level = max(orders.late_level(r["scheduled_start"], ctx.now, rules), r["late_level"])
+        await conn.execute("UPDATE orders SET late_level = $2, late_check_at = $3 WHERE order_id = $1",
+                           r["order_id"], level, orders.next_late_check(r["scheduled_start"], level, rules))
+        await raise_or_join(conn, ctx, Finding("caregiver_late", "warning", {
+            "order_id": r["order_id"], "minutes_late": level, "caregiver_id": r["caregiver_id"]}),
+            county=r["county_code"], subject=str(r["resident_id"]) if r["resident_id"] else None, device_id=None,
+            at=ctx.now, event_id=None)
+    await flush_steps(conn, ctx.steps)
+    return len(rows)
 
 
 # ------------------------------------------------------------------ operator commands

@@ -1,5 +1,5 @@
 """The leader-run scheduler: one process per schema holds a PostgreSQL advisory lock (as the relay
-does) and fires the persisted timers (escalation, no activity, overdue visits) and the webhook
+does) and fires the persisted timers (escalation, caregivers late, no activity, overdue visits) and the webhook
 deliveries. The timers live in the tables, so a new leader after a crash carries on where the old
 one stopped; each fires in the statement that clears it, so none fires twice."""
 
@@ -58,6 +58,8 @@ class Scheduler:
         while True:
             async with self.db.transaction() as conn:
                 self.escalated_total += await handlers.escalate_due(conn)
+            async with self.db.transaction() as conn:
+                await handlers.orders_late_due(conn)
             if time.monotonic() >= next_care:
                 async with self.db.transaction() as conn:
                     await handlers.no_activity_due(conn)

@@ -173,6 +173,26 @@ class Delivery(SQLModel, table=True):
     delivered_at: datetime | None = None
 
 
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = {"schema": SCHEMA}
+
+    order_id: str = Field(primary_key=True)
+    resident_id: uuid.UUID | None = None
+    county_code: str
+    service_code: str | None = None
+    provider_id: str | None = None
+    scheduled_start: datetime | None = None
+    scheduled_minutes: int | None = None
+    state: str
+    caregiver_id: str | None = None
+    checked_in_at: datetime | None = None
+    lat: float | None = None
+    lon: float | None = None
+    late_level: int = 0
+    late_check_at: datetime | None = None
+
+
 # ------------------------------------------------------------------ rules
 
 class RuleBook:

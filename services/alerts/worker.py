@@ -1,23 +1,25 @@
-"""The alerts service's workers: two consumers (the ingest stream, where detection runs, and the
-residents stream, its own projection: separate so a registry catch-up never delays an SOS), and the
-leader-run scheduler (escalation, no-activity and visit timers, webhook deliveries). Run inside
-the API process by default (RUN_WORKERS_IN_API=true) or alone with `eldercare worker alerts`."""
+"""The alerts service's workers: three consumers (the ingest stream, where detection runs; the
+residents stream, its own projection, apart so a registry catch-up never delays an SOS; the orders
+stream), and the leader-run scheduler (escalation, lateness, no-activity and visit timers, webhook
+deliveries). Run inside the API process by default (RUN_WORKERS_IN_API=true) or alone with `eldercare worker alerts`."""
 
 from __future__ import annotations
 
 import asyncpg
 
 from services.alerts.handlers import (
-    INGEST_TYPES, READING_TYPES, RESIDENT_TYPES, SNAPSHOT_TYPES, apply_ingest, apply_residents,
+    INGEST_TYPES, ORDER_TYPES, READING_TYPES, RESIDENT_TYPES, SNAPSHOT_TYPES, apply_ingest, apply_orders,
+    apply_residents,
 )
 from services.alerts.parsing import envelope_parser
 from services.alerts.scheduler import Scheduler
 from shared.messaging.consumer import EventConsumer
-from shared.messaging.topics import INGEST, RESIDENTS
+from shared.messaging.topics import INGEST, ORDERS, RESIDENTS
 from shared.service import ServiceRuntime
 
 INGEST_CONSUMER = "alerts-ingest"
 RESIDENTS_CONSUMER = "alerts-residents"
+ORDERS_CONSUMER = "alerts-orders"
 # An SOS is due on the stream within a fraction of a second: the broker may hold an empty fetch
 # this long (Tansu does not answer early).
 FETCH_MAX_WAIT_MS = 20
@@ -47,4 +49,9 @@ def build_consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
             batch_types=RESIDENT_TYPES, fast_parse=envelope_parser(RESIDENT_TYPES), inbox_exempt_types=SNAPSHOT_TYPES,
             pipeline=True, bisect_failures=True, pool=runtime.db.pool, bootstrap=bootstrap,
             batch_size=RESIDENTS_BATCH, schema="alerts"),
+        EventConsumer(
+            name=ORDERS_CONSUMER, topics=[ORDERS.name], handlers={}, batch_handler=apply_orders,
+            batch_types=ORDER_TYPES, fast_parse=envelope_parser(ORDER_TYPES), pipeline=False, bisect_failures=True,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS, pool=runtime.db.pool, bootstrap=bootstrap,
+            batch_size=1000, schema="alerts"),
     ]

@@ -169,3 +169,28 @@ def test_webhook_signature_follows_standard_webhooks():
 def test_retries_back_off_exponentially_then_dead_letter():
     assert [retry_delay(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
     assert retry_delay(8) is None
+
+
+def test_lateness_steps_follow_the_rules_and_end_after_the_last():
+    from services.alerts.domain import orders
+
+    rules = Rules()
+    assert orders.next_late_check(T0, 0, rules) == T0 + timedelta(minutes=15)
+    assert orders.next_late_check(T0, 15, rules) == T0 + timedelta(minutes=30)
+    assert orders.next_late_check(T0, 60, rules) is None
+    assert orders.late_level(T0, T0 + timedelta(minutes=31), rules) == 30
+    assert orders.late_level(T0, T0 + timedelta(minutes=14), rules) == 0
+    with pytest.raises(ValidationError, match="late_minutes"):
+        Rules(late_minutes=[30, 15])
+
+
+def test_a_visit_far_shorter_than_booked_is_flagged_and_expiry_and_no_show_raise():
+    from services.alerts.domain import orders
+
+    rules = Rules()
+    assert orders.short_visit(T0, T0 + timedelta(minutes=20), 60, rules).details["minutes"] == 20
+    assert orders.short_visit(T0, T0 + timedelta(minutes=45), 60, rules) is None
+    assert orders.short_visit(None, T0, 60, rules) is None
+    assert orders.transition_findings("expired", {"order_id": "o"})[0].cause == "order_not_accepted"
+    assert orders.transition_findings("no_show", {"order_id": "o"})[0].cause == "caregiver_no_show"
+    assert orders.transition_findings("accepted", {"order_id": "o"}) == []

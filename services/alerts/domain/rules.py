@@ -76,9 +76,16 @@ class Rules(_Doc):
         "IRREGULAR_RHYTHM": CodeRule(cause="irregular_heart_rhythm"),
     })
     visits: VisitRule = Field(default_factory=VisitRule)
+    # Orders: a caregiver not checked in this many minutes after the scheduled start is late (one
+    # alert, its count rising at each step); a visit shorter than this share of the booked time
+    # is flagged.
+    late_minutes: list[int] = Field(default_factory=lambda: [15, 30, 60], min_length=1, max_length=6)
+    short_visit_ratio: float = Field(0.5, gt=0, le=1)
 
     @model_validator(mode="after")
     def _known_vitals(self) -> "Rules":
+        if self.late_minutes != sorted(set(self.late_minutes)) or self.late_minutes[0] <= 0:
+            raise ValueError("late_minutes must be increasing positive minutes")
         unknown = set(self.vitals) - set(VITALS)
         if unknown:
             raise ValueError(f"unknown vital sign {sorted(unknown)[0]!r} (known: {', '.join(VITALS)})")
