@@ -52,7 +52,9 @@ async def test_orders_raise_late_no_show_short_visit_and_double_booking(registry
         moved("checked_in", other, b, "assigned", now - timedelta(minutes=9), caregiver_id="cg-1"),
         moved("completed", short, c, "checked_in", now - timedelta(minutes=40), caregiver_id="cg-1"),
     ]
-    await produce(bootstrap, TOPIC, records)
+    # One key, so one partition: the orders' events are applied in the order written (keyed by
+    # order id, two orders' events may interleave either way; the second check-in is the one flagged).
+    await produce(bootstrap, TOPIC, records, key=b"test-orders")
     missed = await wait_alert(alerts, puyang, b, "order_not_accepted")
     assert missed["details"]["order_id"] == expired
     brief = await wait_alert(alerts, puyang, c, "visit_short")
