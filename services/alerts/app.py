@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.alerts.api.alerts import router as alerts_router
 from services.alerts.api.config import router as config_router
 from services.alerts.api.console import router as console_router
+from services.alerts.api.problems import PROBLEMS
 from services.alerts.api.stream import router as stream_router
 from services.alerts.stream import StepNotifier
 from services.alerts.worker import build_consumers
@@ -32,4 +33,5 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         consumers=build_consumers,
         settings=settings,
         on_start=_start_stream,
+        problems=PROBLEMS,
     )

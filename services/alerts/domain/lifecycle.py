@@ -6,22 +6,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from shared.problems import Conflict
+from shared.problems import DomainError
 
 Status = Literal["open", "acknowledged", "resolved"]
 Action = Literal["ack", "dispatch", "resolve", "escalate"]
 
 
-class AlertAlreadyResolved(Conflict):
-    slug = "alert-resolved"
+class AlertAlreadyResolved(DomainError):
+    """A resolved alert takes no further step."""
 
 
-class AlertAlreadyAcknowledged(Conflict):
-    slug = "alert-acknowledged"
+class AlertAlreadyAcknowledged(DomainError):
+    """Acknowledged twice: the first operator's time is the one that counts."""
 
 
-class AlertAlreadyEscalated(Conflict):
-    slug = "alert-escalated"
+class AlertAlreadyEscalated(DomainError):
+    """Escalation moves an alert to the city once."""
 
 
 def check(action: Action, status: Status, level: str) -> list[str]:

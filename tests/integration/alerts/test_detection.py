@@ -130,7 +130,8 @@ async def test_ack_dispatch_resolve_timeline_is_timestamped_and_emitted_and_the_
     assert acked.json()["status"] == "acknowledged" and acked.json()["escalate_at"] is None
     again = await alerts.post(f"{url}/ack", headers={**puyang, "Idempotency-Key": f"ack-{alert['id']}"})
     assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
-    assert (await alerts.post(f"{url}/ack", headers=puyang)).status_code == 409
+    twice = await alerts.post(f"{url}/ack", headers=puyang)
+    assert twice.status_code == 409 and twice.json()["type"].endswith("/alert-acknowledged")
     bad = await alerts.post(f"{url}/dispatch", headers=puyang, json={"targets": ["helicopter"]})
     assert bad.status_code == 422 and bad.json()["field"].startswith("targets")
     sent = await alerts.post(f"{url}/dispatch", headers=puyang, json={"targets": ["emergency_contact", "ambulance_120"]})

@@ -1,8 +1,8 @@
 """The alerts schema: the residents projection, readings' watermarks and vital-sign states, rules
 (versioned), alerts and their timeline, silences, webhook subscriptions and deliveries.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-02
 """
 
@@ -14,8 +14,8 @@ from services.alerts.domain.rules import Rules
 from shared.idempotency import IDEMPOTENCY_DDL
 from shared.messaging.schema import statements
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -176,7 +176,10 @@ DROP TABLE IF EXISTS vital_states; DROP TABLE IF EXISTS signals; DROP TABLE IF E
 
 
 def upgrade() -> None:
-    for statement in statements(DDL) + [IDEMPOTENCY_DDL]:
+    # Idempotency keys (operators' actions over a flaky network), with the index the pruner walks.
+    for statement in statements(DDL) + [IDEMPOTENCY_DDL,
+                                        "CREATE INDEX IF NOT EXISTS idempotency_keys_created_at "
+                                        "ON idempotency_keys (created_at)"]:
         op.execute(statement)
     # Version 1 of the city's rules: the defaults of this release, written out in full so that an
     # alert's "city:1" keeps meaning the same thresholds after the code's defaults change.

@@ -1,7 +1,7 @@
 """The orders alerts watch: each order's schedule, state, caregiver and lateness timer.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-02
 """
 
@@ -9,8 +9,8 @@ from alembic import op
 
 from shared.messaging.schema import statements
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
