@@ -4,6 +4,7 @@ of the live stream in that same transaction (`flush_steps`)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -176,6 +177,8 @@ async def _incident_of(conn: asyncpg.Connection, ctx: Context, cause: str, count
 # ------------------------------------------------------------------ the ingest stream
 
 READING_TYPES = frozenset({detection.VITALS_TYPE, detection.ACTIVITY})
+YIELD_EVERY = 250
+ALARM_TYPES = frozenset({detection.SOS, detection.FALL, detection.ALARM})
 INGEST_TYPES = frozenset(detection.DEVICE_TYPES | {detection.VISIT})
 
 
@@ -216,7 +219,10 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
     signals: dict[str, tuple[datetime, str, str, bool]] = {}
     bounds: dict[str, tuple[Rules, datetime, datetime]] = {}
     skipped = 0
-    for event, data in items:
+    for n, (event, data) in enumerate(items, 1):
+        if n % YIELD_EVERY == 0:
+            # A batch of readings takes a while; the alarm lane (same process) gets its turn.
+            await asyncio.sleep(0)
         county = event.countycode or ""
         hit = bounds.get(county)
         if hit is None:
@@ -248,7 +254,9 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
                                     county=county, subject=subject, device_id=device_id, at=ctx.now,
                                     event_id=event.id)
                 continue
-        if info is not None and info.county_code is not None:
+        # Only readings move the watermark: alarms may be applied ahead of earlier readings by
+        # the alarm lane (worker.py), and must not make those look like redeliveries.
+        if kind in READING_TYPES and info is not None and info.county_code is not None:
             if info.last_at is None or (at, event.id) > (info.last_at, info.last_id or ""):
                 info.last_at, info.last_id = at, event.id
                 signals[subject] = (at, event.id, county, info.solitary)  # type: ignore[index]

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncpg
 
 from services.alerts.handlers import (
-    INGEST_TYPES, ORDER_TYPES, READING_TYPES, RESIDENT_TYPES, SNAPSHOT_TYPES, apply_ingest, apply_orders,
+    ALARM_TYPES, INGEST_TYPES, ORDER_TYPES, READING_TYPES, RESIDENT_TYPES, SNAPSHOT_TYPES, apply_ingest, apply_orders,
     apply_residents,
 )
 from services.alerts.parsing import envelope_parser
 from services.alerts.scheduler import Scheduler
-from shared.messaging.consumer import EventConsumer
+from shared.messaging.consumer import EventConsumer, _Parsed
 from shared.messaging.topics import INGEST, ORDERS, RESIDENTS
 from shared.service import ServiceRuntime
 
@@ -36,6 +36,37 @@ def ingest_consumer(pool: asyncpg.Pool, bootstrap: str, name: str = INGEST_CONSU
         bootstrap=bootstrap, batch_size=INGEST_BATCH, schema="alerts")
 
 
+ALARM_GROUP = "alerts-ingest-alarms"
+# The wire names of the alarm types: a record without one is passed over before any parsing.
+_ALARM_MARKS = tuple(t.encode() for t in ALARM_TYPES)
+
+
+class AlarmLane(EventConsumer):
+    """The ingest topic read a second time, in its own group, for SOS, falls and wearable alarms
+    only: an SOS waits for the alarms before it, never for a backlog of readings. It shares the
+    detection consumer's inbox identity (`name`), so whichever lane applies an alarm first claims
+    it and the other skips it; readings, and every record it cannot parse, are left to the
+    detection consumer (which dead-letters the bad ones once)."""
+
+    def _parse(self, record, dead):  # noqa: ARG002 - never dead-letters
+        raw = record.value or b""
+        if not any(mark in raw for mark in _ALARM_MARKS):
+            return None
+        try:
+            event, data = self.fast_parse(raw)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - the detection consumer names the reason
+            return None
+        return _Parsed(record, event, data, None)
+
+
+def alarm_lane(pool: asyncpg.Pool, bootstrap: str, name: str = INGEST_CONSUMER) -> EventConsumer:
+    return AlarmLane(
+        name=name, group_id=ALARM_GROUP if name == INGEST_CONSUMER else f"{name}-alarms", topics=[INGEST.name],
+        handlers={}, batch_handler=apply_ingest, batch_types=ALARM_TYPES, fast_parse=envelope_parser(ALARM_TYPES),
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS, pool=pool, bootstrap=bootstrap, batch_size=INGEST_BATCH,
+        schema="alerts")
+
+
 def build_consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
     assert runtime.db.pool is not None
     bootstrap = runtime.settings.kafka_bootstrap_servers
@@ -44,6 +75,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
     runtime.extra_workers["alerts-scheduler"] = scheduler.run
     return [
         ingest_consumer(runtime.db.pool, bootstrap),
+        alarm_lane(runtime.db.pool, bootstrap),
         EventConsumer(
             name=RESIDENTS_CONSUMER, topics=[RESIDENTS.name], handlers={}, batch_handler=apply_residents,
             batch_types=RESIDENT_TYPES, fast_parse=envelope_parser(RESIDENT_TYPES), inbox_exempt_types=SNAPSHOT_TYPES,
