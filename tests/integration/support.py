@@ -31,6 +31,22 @@ async def create_schema(url: str, schema: str, extra: list[str] = ()) -> None:
         await conn.close()
 
 
+def json_records(records: list) -> list[tuple[Any, dict]]:
+    """(record, decoded value) for the records holding a JSON object. Topics are shared by the suite and
+    some tests write malformed records on purpose (to see them dead-lettered); readers skip those."""
+    import orjson
+
+    decoded = []
+    for record in records:
+        try:
+            value = orjson.loads(record.value) if record.value else None
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            decoded.append((record, value))
+    return decoded
+
+
 async def read_topic(bootstrap: str, topic: str, *, expect: int | None = None, idle: float = 2.0,
                      timeout: float = 60.0) -> list:
     """Every record of a topic from the beginning, without a group (explicit assignment).

@@ -8,7 +8,7 @@ import uuid
 import orjson
 
 from tests.conftest import fresh_id_number, token_for
-from tests.integration.support import read_topic
+from tests.integration.support import json_records, read_topic
 
 INGEST_TOPIC = "eldercare.registry.ingest.v1"
 
@@ -33,10 +33,11 @@ def event(type_: str, data: dict, *, subject: str | None = None, county: str = "
 
 async def test_batch_is_validated_per_event_and_accepted_ones_reach_the_ingest_topic(registry, settings, puyang):
     rid, id_number = await a_resident(registry, puyang)
+    facility_id = f"F-{uuid.uuid4()}"  # the ingest topic is shared with other tests
     sos = event("eldercare.county.device.sos.v1", {"device_id": "SOS-1", "lat": 35.7, "lon": 115.0}, subject=rid)
     by_number = event("eldercare.county.device.vitals.v1", {"device_id": "BAND-1", "heart_rate": 130,
                                                             "id_number": id_number})
-    facility = event("eldercare.county.facility.reported.v1", {"facility_id": "F-1", "facility_type": "township_home",
+    facility = event("eldercare.county.facility.reported.v1", {"facility_id": facility_id, "facility_type": "township_home",
                                                                "name": "柳屯镇敬老院", "beds": 100, "nursing_beds": 60,
                                                                "occupied": 70})
     bad_data = event("eldercare.county.device.vitals.v1", {"device_id": "BAND-2", "spo2": 140}, subject=rid)
@@ -55,13 +56,15 @@ async def test_batch_is_validated_per_event_and_accepted_ones_reach_the_ingest_t
     assert reasons[6]["field"] == "subject"
 
     records = await read_topic(settings.kafka_bootstrap_servers, INGEST_TOPIC, idle=3)
-    forwarded = [orjson.loads(r.value) for r in records]
-    mine = [e for e in forwarded if e["source"] == "county/410928" and e["data"].get("device_id") in ("SOS-1", "BAND-1")
-            or e["data"].get("facility_id") == "F-1"]
+    forwarded = [e for _, e in json_records(records)]
+    mine = [e for e in forwarded if e["source"] == "county/410928" and e.get("subject") == rid
+            and e["data"].get("device_id") in ("SOS-1", "BAND-1") or e["data"].get("facility_id") == facility_id]
     assert len(mine) == 3
-    assert all(e["subject"] == rid for e in mine if "device_id" in e["data"])
+    # BAND-1 came by ID number only: the gateway resolved it to the resident's id.
+    assert sorted(str(e["data"].get("device_id")) for e in mine) == ["BAND-1", "None", "SOS-1"]
     assert id_number not in orjson.dumps(forwarded).decode()
-    assert {r.key for r in records if orjson.loads(r.value)["data"].get("device_id") == "SOS-1"} == {rid.encode()}
+    assert {r.key for r, e in json_records(records) if e["data"].get("device_id") == "SOS-1"
+            and e.get("subject") == rid} == {rid.encode()}
 
 
 async def test_retried_batch_is_reported_duplicate_and_forwarded_once(registry, settings, puyang):
@@ -231,7 +234,7 @@ async def test_one_countys_events_never_make_anothers_with_the_same_ids_duplicat
     assert again.json()["duplicate"] == 3
 
     records = await read_topic(settings.kafka_bootstrap_servers, INGEST_TOPIC, idle=3)
-    forwarded = [orjson.loads(r.value) for r in records]
+    forwarded = [e for _, e in json_records(records)]
     sos = [e for e in forwarded if e["data"].get("device_id", "").startswith(f"SOS-{tag}-")]
     facilities = [e for e in forwarded if e["data"].get("facility_id") == f"F-{tag}"]
     assert sorted(e["countycode"] for e in sos) == ["410922", "410922", "410928", "410928"]

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from tests.conftest import fresh_id_number, token_for
-from tests.integration.support import eventually
+from tests.integration.support import eventually, json_records
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +119,7 @@ async def test_unusable_events_go_to_the_dlq_and_never_skew_a_figure(reporting, 
     finally:
         await producer.stop()
     dead = await read_topic(settings.kafka_bootstrap_servers, "eldercare.registry.ingest.v1.dlq", idle=4, timeout=60)
-    ours = {orjson.loads(r.value)["id"]: dict(r.headers)["dlq-reason"].decode() for r in dead if r.value}
+    ours = {e.get("id"): dict(r.headers)["dlq-reason"].decode() for r, e in json_records(dead)}
     assert {e["id"] for e in bad} <= set(ours)
     assert "nursing_beds cannot exceed beds" in ours[bad[0]["id"]]
     assert "trainees" in ours[bad[1]["id"]]
@@ -342,7 +342,7 @@ async def test_a_malformed_resident_event_goes_to_the_dlq_naming_the_field(repor
     await _produce(settings, [("eldercare.registry.residents.v1", rid.encode(), orjson.dumps(bad))])
     dead = await read_topic(settings.kafka_bootstrap_servers, "eldercare.registry.residents.v1.dlq", idle=4,
                             timeout=60)
-    reasons = {orjson.loads(r.value)["id"]: dict(r.headers)["dlq-reason"].decode() for r in dead if r.value}
+    reasons = {e.get("id"): dict(r.headers)["dlq-reason"].decode() for r, e in json_records(dead)}
     assert "resident.gender" in reasons[bad["id"]]
     await settled(reporting, settings)
     after = (await reporting.get("/v1/aggregates/city", headers=viewer)).json()
@@ -366,7 +366,7 @@ async def test_a_redelivered_bad_snapshot_is_dead_lettered_once(reporting, setti
     await settled(reporting, settings)
     dead = await read_topic(settings.kafka_bootstrap_servers, "eldercare.registry.residents.v1.dlq", idle=4,
                             timeout=60)
-    ours = [dict(r.headers)["dlq-reason"].decode() for r in dead if r.value and orjson.loads(r.value)["id"] == bad["id"]]
+    ours = [dict(r.headers)["dlq-reason"].decode() for r, e in json_records(dead) if e.get("id") == bad["id"]]
     assert len(ours) == 1 and "unknown county" in ours[0]
 
 
