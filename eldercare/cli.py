@@ -140,6 +140,19 @@ def _local_settings():
 
 
 @app.command()
+def revision(service: Annotated[str, typer.Argument()], message: Annotated[str, typer.Argument()],
+             rev_id: Annotated[Optional[str], typer.Option(help="revision id, e.g. 0003")] = None) -> None:
+    """Autogenerate a migration from a service's SQLModel models (orders); review it, then commit."""
+    from shared.db import ensure_database
+    from shared.migrations import autogenerate
+    from shared.service import require_database_url
+
+    url = require_database_url(get_settings())
+    asyncio.run(ensure_database(url))
+    autogenerate(_check_service(service), url, message, rev_id)
+
+
+@app.command()
 def token(
     role: Annotated[str, typer.Option(help="city, county, provider, caregiver or viewer")] = "city",
     county: Annotated[Optional[str], typer.Option(help="county code (for the county role)")] = None,

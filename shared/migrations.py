@@ -29,6 +29,13 @@ def upgrade(service: str, database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(service, database_url), revision)
 
 
+def autogenerate(service: str, database_url: str, message: str, rev_id: str | None = None) -> None:
+    """Write a migration from the difference between a service's models and its migrated schema
+    (for services whose tables are SQLModel models; review the file before committing it)."""
+    upgrade(service, database_url)
+    command.revision(alembic_config(service, database_url), message=message, autogenerate=True, rev_id=rev_id)
+
+
 async def upgrade_async(service: str, database_url: str) -> None:
     await asyncio.to_thread(upgrade, service, database_url)
 
@@ -48,7 +55,13 @@ def run_env(target_metadata: MetaData | None = None) -> None:
             connection=connection,
             target_metadata=target_metadata,
             version_table_schema=schema,
-            include_schemas=False,
+            # Autogenerate (a service whose models are its schema's definition, e.g. orders) looks
+            # at this service's schema only, and leaves alone the tables its models do not
+            # declare (outbox, inbox, relay_state, idempotency_keys: shared DDL).
+            include_schemas=target_metadata is not None,
+            include_name=lambda name, type_, parent: type_ != "schema" or name == schema,
+            include_object=lambda obj, name, type_, reflected, compare_to: not (
+                type_ == "table" and (reflected and compare_to is None or obj.schema not in (None, schema))),
             transaction_per_migration=False,
         )
         with context.begin_transaction():

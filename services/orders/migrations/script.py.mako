@@ -6,6 +6,9 @@ Create Date: ${create_date}
 """
 
 from alembic import op
+import sqlalchemy as sa
+import sqlmodel  # noqa: F401 - autogenerate names sqlmodel.sql.sqltypes.AutoString
+${imports if imports else ""}
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

@@ -1,0 +1,258 @@
+"""The orders schema's tables as SQLModel models — the source its Alembic migrations are generated
+from (`alembic revision --autogenerate`, reviewed, committed) — and the queries this service needs.
+Queries go through asyncpg on the same transaction as the outbox rows (STYLE #11); the models
+are the schema's single definition."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, SmallInteger, String, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlmodel import Field, SQLModel
+
+SCHEMA = "orders"
+metadata = SQLModel.metadata
+
+
+def _ts(nullable: bool = True, default_now: bool = False) -> Column:
+    return Column(DateTime(timezone=True), nullable=nullable,
+                  server_default=text("now()") if default_now else None)
+
+
+def _texts() -> Column:
+    return Column(ARRAY(String), nullable=False, server_default=text("'{}'"))
+
+
+def _fen(default: bool = True) -> Column:
+    return Column(BigInteger, nullable=False, server_default=text("0") if default else None)
+
+
+class ResidentProjection(SQLModel, table=True):
+    """What orders knows of a resident, folded from the registry's events (never asked for)."""
+
+    __tablename__ = "residents"
+    __table_args__ = {"schema": SCHEMA}
+
+    resident_id: uuid.UUID = Field(primary_key=True)
+    county_code: str = Field(index=True)
+    name: str
+    birth_date: date
+    township: str
+    village: str
+    living_arrangement: str
+    categories: list[str] = Field(default_factory=list, sa_column=_texts())
+    ability_level: int | None = Field(default=None, sa_column=Column(SmallInteger, nullable=True))
+    status: str
+    family_bed: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    home_lat: float | None = None
+    home_lon: float | None = None
+    date_of_death: date | None = None
+    version: int
+
+
+class CatalogItem(SQLModel, table=True):
+    """The menu (seeded from shared/reference/service_categories.csv and domain/catalog.py)."""
+
+    __tablename__ = "catalog_items"
+    __table_args__ = {"schema": SCHEMA}
+
+    code: str = Field(primary_key=True)
+    name_zh: str
+    name_en: str
+    category: str
+    unit: str
+    base_price_fen: int = Field(sa_column=_fen(default=False))
+    minutes_per_unit: int
+    qualification: str | None = None
+    eligibility: dict = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+
+
+class Provider(SQLModel, table=True):
+    __tablename__ = "providers"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: str = Field(primary_key=True)
+    name: str
+    provider_type: str
+    county_code: str = Field(index=True)
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": text("true")})
+    version: int = Field(default=1, sa_column_kwargs={"server_default": text("1")})
+    created_at: datetime | None = Field(default=None, sa_column=_ts(False, True))
+    updated_at: datetime | None = Field(default=None, sa_column=_ts(False, True))
+
+
+class ProviderItem(SQLModel, table=True):
+    """A catalog item a provider offers, at its own price and daily capacity (units a day)."""
+
+    __tablename__ = "provider_items"
+    __table_args__ = {"schema": SCHEMA}
+
+    provider_id: str = Field(primary_key=True, foreign_key=f"{SCHEMA}.providers.id")
+    service_code: str = Field(primary_key=True, foreign_key=f"{SCHEMA}.catalog_items.code", index=True)
+    price_fen: int = Field(sa_column=_fen(default=False))
+    daily_capacity: int
+
+
+class Caregiver(SQLModel, table=True):
+    __tablename__ = "caregivers"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: str = Field(primary_key=True)
+    provider_id: str = Field(foreign_key=f"{SCHEMA}.providers.id", index=True)
+    name: str
+    phone: str | None = None
+    # Townships (乡镇街道) the caregiver covers; empty: the provider's whole county.
+    service_area: list[str] = Field(default_factory=list, sa_column=_texts())
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": text("true")})
+    version: int = Field(default=1, sa_column_kwargs={"server_default": text("1")})
+    created_at: datetime | None = Field(default=None, sa_column=_ts(False, True))
+    updated_at: datetime | None = Field(default=None, sa_column=_ts(False, True))
+
+
+class Certificate(SQLModel, table=True):
+    __tablename__ = "certificates"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    caregiver_id: str = Field(foreign_key=f"{SCHEMA}.caregivers.id", index=True)
+    kind: str
+    level: str | None = None
+    number: str
+    expires_on: date | None = None
+
+
+class Policy(SQLModel, table=True):
+    """One version of the city's policy or of a county's override (never updated: a change is a
+    new version, so an order's `policy_ref` always names what it was priced with)."""
+
+    __tablename__ = "policies"
+    __table_args__ = (UniqueConstraint("scope", "version"), {"schema": SCHEMA})
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    scope: str
+    version: int
+    effective_from: date
+    effective_to: date | None = None
+    benefits: list | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    budgets: dict | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    note: str | None = None
+    created_by: str
+    created_at: datetime | None = Field(default=None, sa_column=_ts(False, True))
+
+
+class BudgetSpend(SQLModel, table=True):
+    """Fen committed from a county's monthly budget per public source (reserved when an order is
+    placed, given back when it ends without a visit)."""
+
+    __tablename__ = "budget_spend"
+    __table_args__ = {"schema": SCHEMA}
+
+    county_code: str = Field(primary_key=True)
+    month: str = Field(primary_key=True)
+    source: str = Field(primary_key=True)
+    spent_fen: int = Field(sa_column=_fen())
+
+
+class EntitlementUsage(SQLModel, table=True):
+    __tablename__ = "entitlement_usage"
+    __table_args__ = {"schema": SCHEMA}
+
+    resident_id: uuid.UUID = Field(primary_key=True)
+    month: str = Field(primary_key=True)
+    benefit_code: str = Field(primary_key=True)
+    used_fen: int = Field(sa_column=_fen())
+
+
+class ProviderLoad(SQLModel, table=True):
+    """Units booked per provider, service and day, against the item's daily capacity."""
+
+    __tablename__ = "provider_load"
+    __table_args__ = {"schema": SCHEMA}
+
+    provider_id: str = Field(primary_key=True)
+    service_code: str = Field(primary_key=True)
+    day: date = Field(primary_key=True)
+    booked: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        # The scheduler's scan: only orders with a timer running are in this index.
+        Index("ix_orders_due_at", "due_at", postgresql_where=text("due_at IS NOT NULL")),
+        Index("ix_orders_caregiver_open", "caregiver_id", postgresql_where=text("state = 'checked_in'")),
+        Index("ix_orders_settlement", "county_code", "settlement_month", "provider_id"),
+        {"schema": SCHEMA},
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+    resident_id: uuid.UUID = Field(index=True)
+    county_code: str = Field(index=True)
+    provider_id: str = Field(index=True)
+    caregiver_id: str | None = Field(default=None, index=True)
+    channel: str
+    call_reference: str | None = None
+    state: str
+    items: list = Field(sa_column=Column(JSONB, nullable=False))
+    scheduled_start: datetime = Field(sa_column=_ts(False))
+    scheduled_minutes: int
+    service_day: date
+    month: str
+    price_fen: int = Field(sa_column=_fen(default=False))
+    government_fen: int = Field(sa_column=_fen())
+    collective_fen: int = Field(sa_column=_fen())
+    social_fen: int = Field(sa_column=_fen())
+    personal_fen: int = Field(sa_column=_fen())
+    # What the order took from the resident's caps, per benefit code (given back if it ends unvisited).
+    entitlement_use: dict = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default=text("'{}'")))
+    policy_ref: str
+    subsidy_notes: list[str] = Field(default_factory=list, sa_column=_texts())
+    placed_by: str
+    placed_at: datetime | None = Field(default=None, sa_column=_ts(False, True))
+    updated_at: datetime | None = Field(default=None, sa_column=_ts(False, True))
+    version: int = Field(default=1, sa_column_kwargs={"server_default": text("1")})
+    accepted_at: datetime | None = Field(default=None, sa_column=_ts())
+    assigned_at: datetime | None = Field(default=None, sa_column=_ts())
+    check_in_at: datetime | None = Field(default=None, sa_column=_ts())
+    check_in_lat: float | None = None
+    check_in_lon: float | None = None
+    check_in_accuracy_m: float | None = None
+    check_in_distance_m: float | None = None
+    check_out_at: datetime | None = Field(default=None, sa_column=_ts())
+    check_out_lat: float | None = None
+    check_out_lon: float | None = None
+    check_out_accuracy_m: float | None = None
+    check_out_distance_m: float | None = None
+    actual_minutes: float | None = None
+    # verified | exception (needs a reason and a county's confirmation) | confirmed
+    evv_status: str | None = None
+    evv_exceptions: list[str] = Field(default_factory=list, sa_column=_texts())
+    exception_reason: str | None = None
+    confirmed_by: str | None = None
+    confirmed_at: datetime | None = Field(default=None, sa_column=_ts())
+    rating: int | None = Field(default=None, sa_column=Column(SmallInteger, nullable=True))
+    rating_comment: str | None = None
+    end_reason: str | None = None
+    ended_at: datetime | None = Field(default=None, sa_column=_ts())
+    late_minutes: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    due_at: datetime | None = Field(default=None, sa_column=_ts())
+    flags: list[str] = Field(default_factory=list, sa_column=_texts())
+    # The statement month it is paid in (set once completed and verified or confirmed; a closed
+    # month is never changed, so a late one goes to the next open month as an adjustment).
+    settlement_month: str | None = None
+    adjustment: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+
+
+class SettlementClosure(SQLModel, table=True):
+    """A closed statement month of one county: its lines are frozen in `statement`."""
+
+    __tablename__ = "settlement_closures"
+    __table_args__ = {"schema": SCHEMA}
+
+    county_code: str = Field(primary_key=True)
+    month: str = Field(primary_key=True)
+    closed_by: str
+    closed_at: datetime | None = Field(default=None, sa_column=_ts(False, True))
+    totals: dict = Field(sa_column=Column(JSONB, nullable=False))
