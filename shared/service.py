@@ -40,10 +40,10 @@ class ServiceRuntime:
     pruner: Pruner | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
+    # Other long-running loops of the service's workers (orders' and alerts' schedulers): (name, coroutine factory).
+    background: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # Service-specific long-lived objects (e.g. reporting's live-stream broadcaster).
     state: dict[str, object] = field(default_factory=dict)
-    # Other long-running workers started with the consumers (e.g. alerts' timer scheduler).
-    extra_workers: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
 
     def start_workers(self) -> None:
         if self.relay is not None:
@@ -52,8 +52,8 @@ class ServiceRuntime:
             self.tasks.append(asyncio.create_task(self.pruner.run(), name=f"{self.name}-pruner"))
         for consumer in self.consumers:
             self.tasks.append(asyncio.create_task(consumer.run(), name=f"{consumer.name}-consumer"))
-        for name, run in self.extra_workers.items():
-            self.tasks.append(asyncio.create_task(run(), name=name))
+        for name, run in self.background:
+            self.tasks.append(asyncio.create_task(run(), name=f"{self.name}-{name}"))
 
     async def stop_workers(self) -> None:
         for task in self.tasks:

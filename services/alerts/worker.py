@@ -72,7 +72,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
     bootstrap = runtime.settings.kafka_bootstrap_servers
     scheduler = Scheduler(runtime.db)
     runtime.state["scheduler"] = scheduler
-    runtime.extra_workers["alerts-scheduler"] = scheduler.run
+    runtime.background.append(("scheduler", scheduler.run))
     return [
         ingest_consumer(runtime.db.pool, bootstrap),
         alarm_lane(runtime.db.pool, bootstrap),

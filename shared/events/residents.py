@@ -42,6 +42,9 @@ class ResidentSnapshot(_Data):
     status: Status = "active"
     family_bed: bool = False
     version: int = Field(1, ge=1)
+    # Where the resident lives (WGS-84), for visit verification; absent until the registry knows it.
+    home_lat: float | None = Field(None, ge=-90, le=90)
+    home_lon: float | None = Field(None, ge=-180, le=180)
 
 
 class ResidentRegistered(_Data):
