@@ -256,3 +256,94 @@ class SettlementClosure(SQLModel, table=True):
     closed_by: str
     closed_at: datetime | None = Field(default=None, sa_column=_ts(False, True))
     totals: dict = Field(sa_column=Column(JSONB, nullable=False))
+
+
+# ---------------------------------------------------------------- queries (asyncpg)
+
+import asyncpg  # noqa: E402 - the queries below; the models above are the schema
+
+from services.orders.domain.residents import ResidentFacts  # noqa: E402
+
+
+def facts_from_row(r: asyncpg.Record) -> ResidentFacts:
+    return ResidentFacts(
+        resident_id=str(r["resident_id"]), county_code=r["county_code"], name=r["name"], birth_date=r["birth_date"],
+        township=r["township"], village=r["village"], living_arrangement=r["living_arrangement"],
+        categories=tuple(r["categories"]), ability_level=r["ability_level"], status=r["status"],
+        family_bed=r["family_bed"], home_lat=r["home_lat"], home_lon=r["home_lon"],
+        date_of_death=r["date_of_death"], version=r["version"])
+
+
+async def load_residents(conn: asyncpg.Connection, ids: list[str]) -> dict[str, ResidentFacts]:
+    if not ids:
+        return {}
+    rows = await conn.fetch("SELECT * FROM residents WHERE resident_id = ANY($1::text[]::uuid[])", ids)
+    return {str(r["resident_id"]): facts_from_row(r) for r in rows}
+
+
+async def fetch_resident(conn: asyncpg.Connection, resident_id: uuid.UUID) -> ResidentFacts | None:
+    row = await conn.fetchrow("SELECT * FROM residents WHERE resident_id = $1", resident_id)
+    return facts_from_row(row) if row is not None else None
+
+
+async def save_residents(conn: asyncpg.Connection, states: list[ResidentFacts]) -> None:
+    """Upsert folded residents in one statement (a catch-up folds hundreds of thousands)."""
+    if not states:
+        return
+    cols = list(map(list, zip(*states)))
+    cols[7] = [",".join(c) for c in cols[7]]  # categories as text: unnest cannot take ragged arrays
+    await conn.execute(
+        """INSERT INTO residents (resident_id, county_code, name, birth_date, township, village, living_arrangement,
+               categories, ability_level, status, family_bed, home_lat, home_lon, date_of_death, version)
+           SELECT r.id::uuid, r.county, r.name, r.birth, r.township, r.village, r.living,
+                  CASE WHEN r.cats = '' THEN '{}'::text[] ELSE string_to_array(r.cats, ',') END,
+                  r.level, r.status, r.bed, r.lat, r.lon, r.death, r.version
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[],
+                       $8::text[], $9::smallint[], $10::text[], $11::boolean[], $12::float8[], $13::float8[],
+                       $14::date[], $15::integer[])
+                AS r(id, county, name, birth, township, village, living, cats, level, status, bed, lat, lon, death,
+                     version)
+           ON CONFLICT (resident_id) DO UPDATE SET county_code = EXCLUDED.county_code, name = EXCLUDED.name,
+               birth_date = EXCLUDED.birth_date, township = EXCLUDED.township, village = EXCLUDED.village,
+               living_arrangement = EXCLUDED.living_arrangement, categories = EXCLUDED.categories,
+               ability_level = EXCLUDED.ability_level, status = EXCLUDED.status, family_bed = EXCLUDED.family_bed,
+               home_lat = EXCLUDED.home_lat, home_lon = EXCLUDED.home_lon, date_of_death = EXCLUDED.date_of_death,
+               version = EXCLUDED.version""",
+        *cols)
+
+
+async def flag_orders_after_death(conn: asyncpg.Connection, deaths: list[tuple[str, date]]) -> None:
+    """A completed order dated on or after a death is flagged (SPEC §2: subsidy stops from that date)."""
+    if deaths:
+        await conn.execute(
+            "UPDATE orders o SET flags = array_append(o.flags, 'after_death'), updated_at = now() "
+            "FROM unnest($1::text[], $2::date[]) AS d(rid, day) "
+            "WHERE o.resident_id = d.rid::uuid AND o.service_day >= d.day AND NOT 'after_death' = ANY(o.flags)",
+            [d[0] for d in deaths], [d[1] for d in deaths])
+
+
+async def fetch_order(conn: asyncpg.Connection, order_id: uuid.UUID, *, for_update: bool = False):
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(f"SELECT * FROM orders WHERE id = $1{lock}", order_id)
+
+
+async def update_order(conn: asyncpg.Connection, order_id: uuid.UUID, changes: dict) -> asyncpg.Record:
+    names = list(changes)
+    sets = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
+    return await conn.fetchrow(
+        f"UPDATE orders SET {sets}, version = version + 1, updated_at = now() WHERE id = $1 RETURNING *",
+        order_id, *[changes[n] for n in names])
+
+
+async def catalog_by_code(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
+    return {r["code"]: r for r in await conn.fetch("SELECT * FROM catalog_items")}
+
+
+async def policy_rows(conn: asyncpg.Connection, scopes: list[str]) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM policies WHERE scope = ANY($1::text[]) ORDER BY scope, version", scopes)
+
+
+async def closed_months(conn: asyncpg.Connection, county: str, from_month: str) -> set[str]:
+    rows = await conn.fetch("SELECT month FROM settlement_closures WHERE county_code = $1 AND month >= $2",
+                            county, from_month)
+    return {r["month"] for r in rows}
