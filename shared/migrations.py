@@ -40,6 +40,18 @@ async def upgrade_async(service: str, database_url: str) -> None:
     await asyncio.to_thread(upgrade, service, database_url)
 
 
+def autogenerate_options(schema: str, models: bool = True) -> dict:
+    """How autogenerate compares a service's models with its schema: this service's schema only,
+    leaving alone the tables its models do not declare (outbox, inbox, relay_state,
+    idempotency_keys: shared DDL) and other services' models loaded in the same process."""
+    return {
+        "include_schemas": models,
+        "include_name": lambda name, type_, parent: type_ != "schema" or name == schema,
+        "include_object": lambda obj, name, type_, reflected, compare_to: not (
+            type_ == "table" and (reflected and compare_to is None or obj.schema not in (None, schema))),
+    }
+
+
 def run_env(target_metadata: MetaData | None = None) -> None:
     """The body of every service's migrations/env.py."""
     cfg = context.config
@@ -55,13 +67,7 @@ def run_env(target_metadata: MetaData | None = None) -> None:
             connection=connection,
             target_metadata=target_metadata,
             version_table_schema=schema,
-            # Autogenerate (a service whose models are its schema's definition, e.g. orders) looks
-            # at this service's schema only, and leaves alone the tables its models do not
-            # declare (outbox, inbox, relay_state, idempotency_keys: shared DDL).
-            include_schemas=target_metadata is not None,
-            include_name=lambda name, type_, parent: type_ != "schema" or name == schema,
-            include_object=lambda obj, name, type_, reflected, compare_to: not (
-                type_ == "table" and (reflected and compare_to is None or obj.schema not in (None, schema))),
+            **autogenerate_options(schema, target_metadata is not None),
             transaction_per_migration=False,
         )
         with context.begin_transaction():
