@@ -8,6 +8,7 @@ from services.orders.api.catalog import router as catalog_router
 from services.orders.api.orders import router as orders_router
 from services.orders.api.parties import router as parties_router
 from services.orders.api.policies import router as policies_router
+from services.orders.api.settlements import router as settlements_router
 from services.orders.handlers import seed_reference
 from services.orders.settings import OrdersSettings
 from services.orders.worker import build_consumers
@@ -31,7 +32,7 @@ def create_app(settings: PlatformSettings | None = None, orders_settings: Orders
         "orders",
         title="Orders service",
         description="The menu-style service catalog, service orders, visit verification, subsidies and settlement.",
-        routers=[catalog_router, parties_router, policies_router, orders_router],
+        routers=[catalog_router, parties_router, policies_router, orders_router, settlements_router],
         consumers=consumers,
         settings=settings,
         on_start=on_start,

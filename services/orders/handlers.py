@@ -837,6 +837,7 @@ async def _payable(conn: asyncpg.Connection, row, changes: dict) -> tuple[str, d
     """A completed, verified (or confirmed) order goes on its month's statement, or, when the
     county has closed that month, on the next open one as an adjustment."""
     month = month_of(local_day(changes.get("check_out_at") or row["check_out_at"]))
+    await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1))", f"orders:close:{row['county_code']}")
     closed = await store.closed_months(conn, row["county_code"], month)
     target = month
     while target in closed:
@@ -911,3 +912,78 @@ async def run_due(conn: asyncpg.Connection, timers: Timers, now: datetime, limit
             events.append(_order_event(updated, event_type, data))
     await add_events(conn, events)
     return len(rows)
+
+
+# ================================================================ settlement
+
+
+async def statement_lines(conn: asyncpg.Connection, county: str, month: str, provider: str | None):
+    from services.orders.domain.settlement import StatementLine
+
+    rows = await conn.fetch(
+        "SELECT * FROM orders WHERE county_code = $1 AND settlement_month = $2 AND ($3::text IS NULL OR "
+        "provider_id = $3) ORDER BY provider_id, service_day, id", county, month, provider)
+    return [StatementLine(r["county_code"], month, r["provider_id"], str(r["id"]), r["service_day"].isoformat(),
+                          "、".join(f"{i['name_zh']}×{i['quantity']}" for i in r["items"]), r["evv_status"],
+                          r["adjustment"], r["price_fen"], r["government_fen"], r["collective_fen"],
+                          r["social_fen"], r["personal_fen"]) for r in rows]
+
+
+async def settlement_scope(conn: asyncpg.Connection, principal: Principal, county: str | None,
+                           provider: str | None) -> tuple[str, str | None]:
+    """(county, provider) a caller may read statements of: a provider its own, a county its own."""
+    if principal.role == Role.PROVIDER:
+        provider = principal.provider_id
+        county = await conn.fetchval("SELECT county_code FROM providers WHERE id = $1", provider)
+        if county is None:
+            raise PartyNotFound("The token names no known provider.", field="provider")
+    elif principal.role == Role.COUNTY:
+        county = county or principal.county
+        principal.require_county(county)
+    elif principal.role != Role.CITY:
+        raise Forbidden(f"The {principal.role.value} role may not see settlements.")
+    if not county:
+        raise BadRequest("Name the county whose statement you want.", field="county")
+    return known_county(county, "county"), provider
+
+
+async def settlement(conn: asyncpg.Connection, principal: Principal, county: str | None, provider: str | None,
+                     month: str) -> tuple[dict, list]:
+    from services.orders.domain.settlement import statement
+
+    county, provider = await settlement_scope(conn, principal, county, provider)
+    lines = await statement_lines(conn, county, month, provider)
+    doc = statement(county, month, lines)
+    closure = await conn.fetchrow("SELECT * FROM settlement_closures WHERE county_code = $1 AND month = $2",
+                                  county, month)
+    doc["closed"] = closure is not None
+    doc["closed_at"] = closure["closed_at"].isoformat() if closure else None
+    if closure is not None and provider is None and closure["totals"] != doc["totals"]:
+        # Cannot happen by construction (a closed month takes no new lines; money never changes after
+        # placement); said loudly if it ever does rather than shown as if it were the closed figure.
+        raise TransitionRefused("The closed statement no longer matches its orders.", field="month",
+                                closed_totals=closure["totals"], current_totals=doc["totals"])
+    return doc, lines
+
+
+async def close_month(conn: asyncpg.Connection, principal: Principal, county: str, month: str) -> dict:
+    """Close a county's statement month: from now on it is immutable; orders becoming payable
+    later for that month go to the next open month as adjustments."""
+    from services.orders.domain.settlement import statement, totals
+
+    if principal.role not in (Role.CITY, Role.COUNTY):
+        raise Forbidden(f"The {principal.role.value} role may not close statements.")
+    principal.require_county(known_county(county))
+    if month > month_of(datetime.now(CST).date()):
+        raise Unprocessable("A month is closed once it has begun.", field="month")
+    # Exclusive against orders becoming payable in this county (they hold the shared lock while
+    # they read the closures), so no line lands in the month after its totals are taken.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"orders:close:{county}")
+    lines = await statement_lines(conn, county, month, None)
+    row = await conn.fetchrow(
+        "INSERT INTO settlement_closures (county_code, month, closed_by, totals) VALUES ($1,$2,$3,$4) "
+        "ON CONFLICT DO NOTHING RETURNING *", county, month, principal.subject, totals(lines))
+    if row is None:
+        raise MonthClosed(f"{month} is already closed for county {county}.", field="month")
+    doc = statement(county, month, lines)
+    return {**doc, "closed": True, "closed_at": row["closed_at"].isoformat()}
