@@ -297,6 +297,19 @@ def bench_backbone(
     main(events=events, runs=runs)
 
 
+@bench_app.command("orders")
+def bench_orders(
+    residents: Annotated[int, typer.Option(help="residents in the orders projection")] = 20_000,
+    rate: Annotated[float, typer.Option(help="orders/s offered (open loop)")] = 1000,
+    seconds: Annotated[float, typer.Option(help="duration of the measurement")] = 10,
+) -> None:
+    """Orders placed/s and latency through a real orders process, against raw asyncpg inserts of the
+    same rows in the same run; then the splits and budgets reconciled."""
+    from bench.orders import main
+
+    main(residents=residents, rate=rate, seconds=seconds)
+
+
 @bench_app.command("registry")
 def bench_registry(
     rows: Annotated[int, typer.Option(help="rows of the synthetic city to import")] = 700_000,

@@ -165,6 +165,22 @@ async def registry(settings):
             yield client
 
 
+@pytest.fixture(scope="session")
+async def orders(settings):
+    """The orders app with its real lifespan (migrations, relay, consumer, scheduler). A long
+    scheduler interval: the tests drive the timers themselves with tick(now=...)."""
+    import httpx
+
+    from services.orders.app import create_app
+    from services.orders.settings import OrdersSettings
+
+    app = create_app(settings, OrdersSettings(scheduler_interval_s=3600))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders") as client:
+            client.app = app
+            yield client
+
+
 def token_for(settings, role: str, county: str | None = None, **kw) -> dict:
     from shared.auth import issue_token
 

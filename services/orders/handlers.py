@@ -36,6 +36,7 @@ from shared.problems import BadRequest, Forbidden, Unprocessable
 from shared.regions import load_counties
 
 SOURCE = "orders"
+MENU = {m.code: m for m in load_menu()}
 # The city runs on China Standard Time: service days and statement months are local.
 CST = timezone(timedelta(hours=8))
 EPOCH = date(2020, 1, 1)
@@ -363,6 +364,19 @@ def policy_view(r) -> dict:
             "created_at": r["created_at"].isoformat()}
 
 
+# Policy versions are never updated (a change is a new version), so a parsed one is kept; the key
+# includes the row id so two databases served by one process cannot mix theirs up.
+_POLICIES: dict[tuple[str, str, str], PolicyVersion] = {}
+
+
+async def cached_policy_versions(conn: asyncpg.Connection, keys: list[list[str]]) -> list[PolicyVersion]:
+    missing = [k for k in map(tuple, keys) if k not in _POLICIES]
+    if missing:
+        for r in await conn.fetch("SELECT * FROM policies WHERE id = ANY($1::bigint[])", [int(k[2]) for k in missing]):
+            _POLICIES[(r["scope"], str(r["version"]), str(r["id"]))] = policy_version(r)
+    return [_POLICIES[tuple(k)] for k in keys]
+
+
 async def policy_versions(conn: asyncpg.Connection, county: str) -> list[PolicyVersion]:
     return [policy_version(r) for r in await store.policy_rows(conn, [CITY, county])]
 
@@ -553,10 +567,19 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
     and record it with its event — all in the caller's transaction, so a refusal writes nothing."""
     now = now or datetime.now(timezone.utc)
     _check_channel(principal, cmd)
-    resident = await store.fetch_resident(conn, cmd.resident_id)
-    if resident is None:
+    # One round trip for what the checks need (this is the hot path: `eldercare bench orders`).
+    facts = await conn.fetchrow(
+        """SELECT r.*, to_jsonb(p) AS provider,
+                  (SELECT jsonb_object_agg(i.service_code, jsonb_build_array(i.price_fen, i.daily_capacity))
+                   FROM provider_items i WHERE i.provider_id = $2) AS offers,
+                  (SELECT array_agg(ARRAY[v.scope, v.version::text, v.id::text] ORDER BY v.scope, v.version)
+                   FROM policies v WHERE v.scope IN ('city', r.county_code)) AS policies
+           FROM (SELECT 1) one LEFT JOIN residents r ON r.resident_id = $1
+           LEFT JOIN providers p ON p.id = $2""", cmd.resident_id, cmd.provider_id)
+    if facts["resident_id"] is None:
         raise ResidentUnknown("Orders knows no resident with this id (it learns them from the registry's events; "
                               "a resident registered a moment ago may take a second to arrive).", field="resident_id")
+    resident = store.facts_from_row(facts)
     if principal.role == Role.COUNTY and resident.county_code != principal.county:
         raise Forbidden("This resident belongs to another county.", field="resident_id")
     if resident.status == "deceased" or resident.date_of_death is not None:
@@ -572,7 +595,7 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
     if start > now + timedelta(days=cfg.max_days_ahead):
         raise InvalidOrder(f"scheduled_start is more than {cfg.max_days_ahead} days ahead.", field="scheduled_start")
     day = local_day(start)
-    provider = await conn.fetchrow("SELECT * FROM providers WHERE id = $1", cmd.provider_id)
+    provider = facts["provider"]
     if provider is None:
         raise PartyNotFound("No provider has this id.", field="provider_id")
     if principal.role == Role.PROVIDER and principal.provider_id != provider["id"]:
@@ -586,9 +609,9 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
     if provider["county_code"] != resident.county_code:
         raise ItemNotOffered(f"This provider serves county {provider['county_code']}; the resident lives in "
                              f"{resident.county_code}.", field="provider_id")
-    menu = await store.catalog_by_code(conn)
-    offers = {r["service_code"]: r for r in await conn.fetch(
-        "SELECT * FROM provider_items WHERE provider_id = $1", provider["id"])}
+    menu = MENU  # the catalog table holds exactly these terms (seed_reference)
+    offers = {code: {"price_fen": price, "daily_capacity": cap} for code, (price, cap) in
+              (facts["offers"] or {}).items()}
     lines: list[Line] = []
     items: list[dict] = []
     minutes = 0
@@ -603,14 +626,14 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
         offer = offers.get(code)
         if offer is None:
             raise ItemNotOffered(f"This provider does not offer {code}.", field=f"items[{i}].service_code")
-        reason = unmet(item["eligibility"], resident, day)
+        reason = unmet(item.eligibility, resident, day)
         if reason is not None:
             raise NotEligible(f"The resident may not order {code}: {reason}.", field=f"items[{i}].service_code")
         lines.append(Line(code, quantity, offer["price_fen"]))
-        items.append({"service_code": code, "name_zh": item["name_zh"], "unit": item["unit"], "quantity": quantity,
+        items.append({"service_code": code, "name_zh": item.name_zh, "unit": item.unit, "quantity": quantity,
                       "unit_price_fen": offer["price_fen"], "price_fen": quantity * offer["price_fen"],
-                      "qualification": item["qualification"]})
-        minutes += quantity * item["minutes_per_unit"]
+                      "qualification": item.qualification})
+        minutes += quantity * item.minutes_per_unit
     for i, line in enumerate(lines):
         capacity = offers[line.service_code]["daily_capacity"]
         booked = None
@@ -624,25 +647,25 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
             raise OverCapacity(f"The provider's capacity for {line.service_code} on {day.isoformat()} "
                                f"({capacity} a day) is taken.", field=f"items[{i}].quantity")
     month = month_of(day)
-    policy = resolve(await policy_versions(conn, resident.county_code), resident.county_code, day)
+    policy = resolve(await cached_policy_versions(conn, facts["policies"] or []), resident.county_code, day)
     benefits = benefits_for(policy, resident, day)
     cap_left: dict[str, int] = {}
     budget_left: dict[str, int] = {}
     if benefits:
-        # One resident's orders are priced one after the other (their caps), and one county's
-        # budget rows are locked in a fixed order so concurrent orders cannot deadlock.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"orders:caps:{resident.resident_id}:{month}")
+        # Upserts that change nothing but lock the rows (created if missing) and return their latest
+        # values: one resident's orders are priced one after the other against their caps, and a
+        # county's budget rows are locked in source order, so concurrent orders cannot deadlock.
         used = {r["benefit_code"]: r["used_fen"] for r in await conn.fetch(
-            "SELECT benefit_code, used_fen FROM entitlement_usage WHERE resident_id = $1 AND month = $2",
-            cmd.resident_id, month)}
+            "INSERT INTO entitlement_usage AS u (resident_id, month, benefit_code) "
+            "SELECT $1, $2, unnest($3::text[]) ON CONFLICT (resident_id, month, benefit_code) "
+            "DO UPDATE SET used_fen = u.used_fen RETURNING benefit_code, used_fen",
+            cmd.resident_id, month, sorted(b.code for b in benefits))}
         cap_left = {b.code: b.monthly_cap_fen - used.get(b.code, 0) for b in benefits}
         sources = sorted({b.source for b in benefits})
-        await conn.execute(
-            "INSERT INTO budget_spend (county_code, month, source) SELECT $1, $2, unnest($3::text[]) "
-            "ON CONFLICT DO NOTHING", resident.county_code, month, sources)
         spent = {r["source"]: r["spent_fen"] for r in await conn.fetch(
-            "SELECT source, spent_fen FROM budget_spend WHERE county_code = $1 AND month = $2 "
-            "AND source = ANY($3::text[]) ORDER BY source FOR UPDATE", resident.county_code, month, sources)}
+            "INSERT INTO budget_spend AS b (county_code, month, source) SELECT $1, $2, unnest($3::text[]) "
+            "ON CONFLICT (county_code, month, source) DO UPDATE SET spent_fen = b.spent_fen "
+            "RETURNING source, spent_fen", resident.county_code, month, sources)}
         budget_left = {s: policy.budgets.get(s, 0) - spent.get(s, 0) for s in sources}
     split = split_order(lines, benefits, cap_left, budget_left)
     notes = list(split.notes) or ([] if benefits else ["no benefit applies: paid personally"])
@@ -650,9 +673,8 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
         item["funding"] = {f"{s}_fen": line_split.fen[s] for s in SOURCES}
     if split.used:
         await conn.execute(
-            "INSERT INTO entitlement_usage AS u (resident_id, month, benefit_code, used_fen) "
-            "SELECT $1, $2, b, f FROM unnest($3::text[], $4::bigint[]) AS t(b, f) "
-            "ON CONFLICT (resident_id, month, benefit_code) DO UPDATE SET used_fen = u.used_fen + EXCLUDED.used_fen",
+            "UPDATE entitlement_usage u SET used_fen = u.used_fen + t.f FROM unnest($3::text[], $4::bigint[]) AS t(b, f) "
+            "WHERE u.resident_id = $1 AND u.month = $2 AND u.benefit_code = t.b",
             cmd.resident_id, month, list(split.used), list(split.used.values()))
     spent_now = {s: f for s, f in split.spent.items() if f}
     if spent_now:

@@ -1,4 +1,4 @@
-"""The orders app against the suite's PostgreSQL and broker, and helpers its tests share: residents
+"""Helpers the orders tests share (the `orders` app fixture is in tests/conftest.py): residents
 published to the registry's topic as the registry would, a provider with caregivers, an order."""
 
 from __future__ import annotations
@@ -8,9 +8,6 @@ import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
-import httpx
-import pytest
-
 from shared.events import make_event
 from shared.messaging.kafka import ensure_topics, make_producer
 from shared.messaging.topics import RESIDENTS, all_topic_names
@@ -18,19 +15,6 @@ from tests.conftest import token_for
 
 # Puyang County town centre; test homes are placed around it.
 HOME = (35.7620, 115.0300)
-
-
-@pytest.fixture(scope="session")
-async def orders(settings):
-    from services.orders.app import create_app
-    from services.orders.settings import OrdersSettings
-
-    # A long scheduler interval: the tests drive the timers themselves with tick(now=...).
-    app = create_app(settings, OrdersSettings(scheduler_interval_s=3600))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders") as client:
-            client.app = app
-            yield client
 
 
 def runtime_of(client):

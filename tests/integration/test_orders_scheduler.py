@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import token_for
-from tests.integration.orders_fixtures import (  # noqa: F401 - `orders` is a fixture
-    new_caregiver, new_provider, new_resident, orders, place, runtime_of,
+from tests.integration.orders_fixtures import (
+    new_caregiver, new_provider, new_resident, place, runtime_of,
 )
 
 

@@ -10,8 +10,8 @@ import orjson
 
 from shared.messaging.topics import ORDERS
 from tests.conftest import fresh_id_number, token_for
-from tests.integration.orders_fixtures import (  # noqa: F401 - `orders` is a fixture
-    HOME, new_caregiver, new_provider, new_resident, orders, place, projected, publish_residents, runtime_of,
+from tests.integration.orders_fixtures import (
+    HOME, new_caregiver, new_provider, new_resident, place, projected, publish_residents, runtime_of,
     snapshot_event, soon,
 )
 from tests.integration.support import eventually, read_topic

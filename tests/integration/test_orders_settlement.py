@@ -10,8 +10,8 @@ import zipfile
 from datetime import datetime, timedelta, timezone
 
 from tests.conftest import token_for
-from tests.integration.orders_fixtures import (  # noqa: F401 - `orders` is a fixture
-    HOME, new_caregiver, new_provider, new_resident, orders, place, runtime_of,
+from tests.integration.orders_fixtures import (
+    HOME, new_caregiver, new_provider, new_resident, place, runtime_of,
 )
 
 COUNTY = "410926"  # 范县: only this test settles here, so it may close the month
