@@ -561,21 +561,34 @@ def _check_channel(principal: Principal, cmd: PlaceOrder) -> None:
         raise InvalidOrder("A hotline order names its call reference.", field="call_reference")
 
 
+class BudgetContended(Exception):
+    """Another order took budget between this order's read and its write: place it again with
+    the county's budget rows locked from the start."""
+
+
 async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: PlaceOrder, cfg: OrdersSettings,
-                      now: datetime | None = None):
+                      now: datetime | None = None, lock_budgets: bool = False):
     """Check everything, price and split the order, reserve the caps, budgets and capacity it takes,
-    and record it with its event — all in the caller's transaction, so a refusal writes nothing."""
+    and record it with its event — all in the caller's transaction, so a refusal writes nothing.
+
+    The county's budget rows are the hottest rows of the service (every subsidised order of a
+    county writes them), so by default they are read without a lock and written last, on the
+    condition that nothing overdraws them; if another order got there first, BudgetContended
+    asks the caller to run it again with `lock_budgets`."""
     now = now or datetime.now(timezone.utc)
     _check_channel(principal, cmd)
+    month = month_of(local_day(cmd.scheduled_start))
     # One round trip for what the checks need (this is the hot path: `eldercare bench orders`).
     facts = await conn.fetchrow(
         """SELECT r.*, to_jsonb(p) AS provider,
                   (SELECT jsonb_object_agg(i.service_code, jsonb_build_array(i.price_fen, i.daily_capacity))
                    FROM provider_items i WHERE i.provider_id = $2) AS offers,
                   (SELECT array_agg(ARRAY[v.scope, v.version::text, v.id::text] ORDER BY v.scope, v.version)
-                   FROM policies v WHERE v.scope IN ('city', r.county_code)) AS policies
+                   FROM policies v WHERE v.scope IN ('city', r.county_code)) AS policies,
+                  (SELECT jsonb_object_agg(b.source, b.spent_fen) FROM budget_spend b
+                   WHERE b.county_code = r.county_code AND b.month = $3) AS spent
            FROM (SELECT 1) one LEFT JOIN residents r ON r.resident_id = $1
-           LEFT JOIN providers p ON p.id = $2""", cmd.resident_id, cmd.provider_id)
+           LEFT JOIN providers p ON p.id = $2""", cmd.resident_id, cmd.provider_id, month)
     if facts["resident_id"] is None:
         raise ResidentUnknown("Orders knows no resident with this id (it learns them from the registry's events; "
                               "a resident registered a moment ago may take a second to arrive).", field="resident_id")
@@ -646,7 +659,6 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
         if booked is None:
             raise OverCapacity(f"The provider's capacity for {line.service_code} on {day.isoformat()} "
                                f"({capacity} a day) is taken.", field=f"items[{i}].quantity")
-    month = month_of(day)
     policy = resolve(await cached_policy_versions(conn, facts["policies"] or []), resident.county_code, day)
     benefits = benefits_for(policy, resident, day)
     cap_left: dict[str, int] = {}
@@ -662,10 +674,12 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
             cmd.resident_id, month, sorted(b.code for b in benefits))}
         cap_left = {b.code: b.monthly_cap_fen - used.get(b.code, 0) for b in benefits}
         sources = sorted({b.source for b in benefits})
-        spent = {r["source"]: r["spent_fen"] for r in await conn.fetch(
-            "INSERT INTO budget_spend AS b (county_code, month, source) SELECT $1, $2, unnest($3::text[]) "
-            "ON CONFLICT (county_code, month, source) DO UPDATE SET spent_fen = b.spent_fen "
-            "RETURNING source, spent_fen", resident.county_code, month, sources)}
+        spent = facts["spent"] or {}
+        if lock_budgets or not set(sources) <= set(spent):
+            spent = {r["source"]: r["spent_fen"] for r in await conn.fetch(
+                "INSERT INTO budget_spend AS b (county_code, month, source) SELECT $1, $2, unnest($3::text[]) "
+                "ON CONFLICT (county_code, month, source) DO UPDATE SET spent_fen = b.spent_fen "
+                "RETURNING source, spent_fen", resident.county_code, month, sources)}
         budget_left = {s: policy.budgets.get(s, 0) - spent.get(s, 0) for s in sources}
     split = split_order(lines, benefits, cap_left, budget_left)
     notes = list(split.notes) or ([] if benefits else ["no benefit applies: paid personally"])
@@ -676,12 +690,6 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
             "UPDATE entitlement_usage u SET used_fen = u.used_fen + t.f FROM unnest($3::text[], $4::bigint[]) AS t(b, f) "
             "WHERE u.resident_id = $1 AND u.month = $2 AND u.benefit_code = t.b",
             cmd.resident_id, month, list(split.used), list(split.used.values()))
-    spent_now = {s: f for s, f in split.spent.items() if f}
-    if spent_now:
-        await conn.execute(
-            "UPDATE budget_spend b SET spent_fen = b.spent_fen + t.f FROM unnest($3::text[], $4::bigint[]) AS t(s, f) "
-            "WHERE b.county_code = $1 AND b.month = $2 AND b.source = t.s",
-            resident.county_code, month, list(spent_now), list(spent_now.values()))
     order_id = uuid.uuid4()
     row = await conn.fetchrow(
         """INSERT INTO orders (id, resident_id, county_code, provider_id, channel, call_reference, state, items,
@@ -700,6 +708,17 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
         "items": [{"service_code": i["service_code"], "quantity": i["quantity"], "unit_price_fen": i["unit_price_fen"]}
                   for i in items],
         "funding": {f"{s}_fen": split.totals[s] for s in SOURCES}, "policy_ref": policy.ref})])
+    spent_now = {s: f for s, f in split.spent.items() if f}
+    if spent_now:
+        # Last, so the row lock is held only for the commit; never beyond the budget.
+        updated = await conn.fetch(
+            "UPDATE budget_spend b SET spent_fen = b.spent_fen + t.f "
+            "FROM unnest($3::text[], $4::bigint[], $5::bigint[]) AS t(s, f, budget) "
+            "WHERE b.county_code = $1 AND b.month = $2 AND b.source = t.s AND b.spent_fen + t.f <= t.budget "
+            "RETURNING b.source", resident.county_code, month, list(spent_now), list(spent_now.values()),
+            [policy.budgets.get(s, 0) for s in spent_now])
+        if len(updated) < len(spent_now):
+            raise BudgetContended()
     return row, resident
 
 

@@ -383,3 +383,25 @@ async def test_each_role_sees_only_its_own_orders(orders, settings):
     nxt = await orders.get("/v1/orders", headers=t["county"], params={"limit": 1, "cursor": page["next_cursor"]})
     assert nxt.status_code == 200 and nxt.json()["orders"][0]["id"] != page["orders"][0]["id"]
     assert (await orders.get("/v1/orders", headers=t["county"], params={"cursor": "!!"})).status_code == 400
+
+
+async def test_concurrent_orders_spend_a_budget_exactly_and_never_beyond_it(orders, settings):
+    import asyncio
+
+    county_code = "410923"  # 南乐县: only this test sets its policy
+    r = await orders.post("/v1/policies", headers=token_for(settings, "city"), json={
+        "scope": county_code, "effective_from": "2020-01-01",
+        "benefits": [{"code": "all", "name": "全额", "source": "government", "share_pct": 100,
+                      "monthly_cap_fen": 10**9, "when": {}}],
+        "budgets": {"government": 10000, "collective": 0, "social": 0}})
+    assert r.status_code == 201, r.text
+    provider = await new_provider(orders, settings, county=county_code, capacity=1000)
+    rids = [await new_resident(orders, settings, county_code=county_code) for _ in range(6)]
+    county = token_for(settings, "county", county_code)
+    answers = await asyncio.gather(*(place(orders, county, rids[i % 6], provider) for i in range(12)))
+    assert all(a.status_code == 201 for a in answers), [a.text for a in answers if a.status_code != 201]
+    paid = sorted(a.json()["funding"]["government_fen"] for a in answers)
+    assert sum(paid) == 10000 and paid[-1] == 4000 and paid.count(0) >= 9
+    budgets = (await orders.get("/v1/budgets", params={"county": county_code}, headers=county)).json()
+    government = budgets["counties"][0]["sources"][0]
+    assert (government["spent_fen"], government["left_fen"]) == (10000, 0)

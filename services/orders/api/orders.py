@@ -51,11 +51,18 @@ async def place_order(body: OrderIn, request: Request, principal: CurrentPrincip
                               call_reference=body.call_reference)
     cfg = orders_settings(runtime)
 
+    lock_budgets = False
+
     async def write(conn) -> StoredResponse:
-        row, resident = await handlers.place_order(conn, principal, cmd, cfg)
+        row, resident = await handlers.place_order(conn, principal, cmd, cfg, lock_budgets=lock_budgets)
         return _response(row, principal, resident, 201)
 
-    return await idempotent_write(runtime, principal, request, body.model_dump(mode="json"), write)
+    try:
+        return await idempotent_write(runtime, principal, request, body.model_dump(mode="json"), write)
+    except handlers.BudgetContended:
+        # The transaction was rolled back whole; once more with the county's budget rows locked.
+        lock_budgets = True
+        return await idempotent_write(runtime, principal, request, body.model_dump(mode="json"), write)
 
 
 def _cursor(row) -> str:
