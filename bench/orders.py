@@ -85,10 +85,43 @@ async def place_orders(base: str, residents, providers, rate: float, seconds: fl
             "Authorization": f"Bearer {token}", "Content-Type": "application/json",
             "Idempotency-Key": uuid.uuid4().hex}, body)
 
-    await open_loop_http(base, min(rate, 200), 3, order)  # warm-up: connections, plans, caches
+    await closed_loop(base, order, 8, 2)  # warm-up: connections, plans, caches
+    # The open loop at the offered rate (latency includes any queueing), then, once the relay has
+    # published what that placed, capacity: as many as 16 callers waiting for their answers get.
     latencies, errors = await open_loop_http(base, rate, seconds, order)
-    return {"rate_per_s": rate, "seconds": seconds, **summarize_latencies(latencies), "errors": errors,
-            "achieved_per_s": round(len(latencies) / seconds)}
+    console.print(f"  open loop at {rate:g}/s: {summarize_latencies(latencies)}, {errors} errors")
+    await asyncio.sleep(5)
+    capacity = await closed_loop(base, order, 16, seconds)
+    console.print(f"  closed loop (16 callers): {capacity}")
+    return {"capacity": capacity, "open_loop": {"rate_per_s": rate, "seconds": seconds,
+                                                **summarize_latencies(latencies), "errors": errors}}
+
+
+async def closed_loop(base: str, make, callers: int, seconds: float) -> dict:
+    from urllib.parse import urlsplit
+
+    from bench.http_load import Connection
+
+    parts = urlsplit(base)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        conn = Connection(reader, writer)
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            status = await conn.request(make())
+            latencies.append((time.perf_counter() - t) * 1000)
+            errors += not 200 <= status < 300
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    elapsed = time.perf_counter() - started
+    return {"orders_per_s": round(len(latencies) / elapsed), **summarize_latencies(latencies), "errors": errors}
 
 
 async def raw_inserts(url: str, concurrency: int = 10) -> float:
