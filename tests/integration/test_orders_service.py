@@ -63,16 +63,46 @@ async def test_resident_registered_in_the_registry_reaches_the_orders_projection
 
 async def test_an_older_snapshot_arriving_late_does_not_undo_a_newer_one(orders, settings):
     rid = str(uuid.uuid4())
-    await publish_residents(settings, [snapshot_event(rid, version=3, ability_level=4),
+    await publish_residents(settings, [snapshot_event(rid, version=3, ability_level=4, categories=["dementia"]),
                                        snapshot_event(rid, version=2, event_type="eldercare.resident.updated.v1",
-                                                      ability_level=0)])
-    row = await projected(orders, rid, version=3)
-    marker = str(uuid.uuid4())
-    await publish_residents(settings, [snapshot_event(marker)])
-    await projected(orders, marker)  # the stale one (same partition or not) has been consumed by now
+                                                      categories=[]),
+                                       assessed(rid, 3)])
+    row = await after_marker(orders, rid)
+    assert (row["version"], list(row["categories"]), row["home_lat"]) == (3, ["dementia"], HOME[0])
+
+
+def assessed(rid: str, level: int):
+    from shared.events import make_event
+
+    return make_event("eldercare.resident.assessed.v1", "registry", {
+        "resident_id": rid, "county_code": "410928", "assessment_id": str(uuid.uuid4()), "level": level,
+        "reason": "routine", "assessed_on": "2026-12-01", "assessor": "test"}, subject=rid)
+
+
+async def after_marker(orders, rid: str, level: int = 3):
+    """The resident once the assessment published last (same key, so same partition, after the
+    events before it) has been applied: everything before it has been consumed too."""
+    from tests.integration.support import eventually
+
+    async def marked() -> bool:
+        async with runtime_of(orders).db.connection() as conn:
+            return await conn.fetchval("SELECT ability_level FROM residents WHERE resident_id = $1",
+                                       uuid.UUID(rid)) == level
+
+    await eventually(marked, message="the marker assessment was not applied")
     async with runtime_of(orders).db.connection() as conn:
-        row = await conn.fetchrow("SELECT * FROM residents WHERE resident_id = $1", uuid.UUID(rid))
-    assert (row["version"], row["ability_level"], row["home_lat"]) == (3, 4, HOME[0])
+        return await conn.fetchrow("SELECT * FROM residents WHERE resident_id = $1", uuid.UUID(rid))
+
+
+async def test_a_republished_snapshot_is_applied_by_version(orders, settings):
+    rid = str(uuid.uuid4())
+    await publish_residents(settings, [
+        snapshot_event(rid, version=1),
+        snapshot_event(rid, version=5, event_type="eldercare.resident.snapshot.v1", categories=["dementia"]),
+        snapshot_event(rid, version=4, event_type="eldercare.resident.snapshot.v1", categories=[]),
+        assessed(rid, 3)])
+    row = await after_marker(orders, rid)
+    assert (row["version"], list(row["categories"])) == (5, ["dementia"])
 
 
 # ------------------------------------------------------------------ catalog and parties
@@ -382,7 +412,11 @@ async def test_each_role_sees_only_its_own_orders(orders, settings):
     assert len(page["orders"]) == 1 and page["next_cursor"]
     nxt = await orders.get("/v1/orders", headers=t["county"], params={"limit": 1, "cursor": page["next_cursor"]})
     assert nxt.status_code == 200 and nxt.json()["orders"][0]["id"] != page["orders"][0]["id"]
-    assert (await orders.get("/v1/orders", headers=t["county"], params={"cursor": "!!"})).status_code == 400
+    forged = page["next_cursor"][:-2] + ("AA" if not page["next_cursor"].endswith("AA") else "BB")
+    r = await orders.get("/v1/orders", headers=t["county"], params={"cursor": forged})
+    assert r.status_code == 422 and r.json()["field"] == "cursor"
+    r = await orders.post("/v1/caregivers", headers=t["county"], json={"provider_id": provider, "name": "李\u0000"})
+    assert r.status_code in (400, 422) and r.json()["field"] != "", r.text
 
 
 async def test_concurrent_orders_spend_a_budget_exactly_and_never_beyond_it(orders, settings):

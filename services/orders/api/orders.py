@@ -3,7 +3,6 @@ lifecycle steps, each one call into handlers.py."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -18,6 +17,7 @@ from services.orders.domain.lifecycle import STATES
 from services.orders.worker import orders_settings
 from shared.api import idempotent_write
 from shared.auth import CurrentPrincipal, Role
+from shared.cursors import MAX_CURSOR_LENGTH, cursor_secret, decode_cursor, encode_cursor
 from shared.idempotency import StoredResponse
 from shared.problems import BadRequest, Forbidden
 from shared.service import RuntimeDep
@@ -65,28 +65,26 @@ async def place_order(body: OrderIn, request: Request, principal: CurrentPrincip
         return await idempotent_write(runtime, principal, request, body.model_dump(mode="json"), write)
 
 
-def _cursor(row) -> str:
-    raw = f"{row['placed_at'].isoformat()}|{row['id']}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+CURSOR_ROUTE = "orders.list"
 
 
-def _parse_cursor(value: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-        at, _, oid = raw.partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(oid)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("cursor is not one this service gave out.", field="cursor") from None
+def _cursor(request: Request, row) -> str:
+    return encode_cursor(cursor_secret(request), CURSOR_ROUTE, [row["placed_at"].isoformat(), str(row["id"])])
+
+
+def _parse_cursor(request: Request, value: str) -> tuple[datetime, uuid.UUID]:
+    at, oid = decode_cursor(cursor_secret(request), CURSOR_ROUTE, value, (str, str))
+    return datetime.fromisoformat(at), uuid.UUID(oid)
 
 
 @router.get("/orders", responses=PROBLEMS, summary="Orders in the token's scope, newest first")
-async def list_orders(principal: CurrentPrincipal, runtime: RuntimeDep,
+async def list_orders(request: Request, principal: CurrentPrincipal, runtime: RuntimeDep,
                       state: Annotated[str | None, Query()] = None,
                       county: Annotated[str | None, Query(max_length=6)] = None,
                       provider: Annotated[str | None, Query(max_length=64)] = None,
                       resident_id: Annotated[uuid.UUID | None, Query()] = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                      cursor: Annotated[str | None, Query(max_length=200)] = None) -> dict:
+                      cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None) -> dict:
     if state is not None and state not in STATES:
         raise BadRequest(f"state is one of {', '.join(STATES)}.", field="state")
     scope = {Role.COUNTY: ("county_code", principal.county), Role.PROVIDER: ("provider_id", principal.provider_id),
@@ -107,7 +105,7 @@ async def list_orders(principal: CurrentPrincipal, runtime: RuntimeDep,
         if value is not None:
             where(f"{column} = {{}}", value)
     if cursor:
-        at, oid = _parse_cursor(cursor)
+        at, oid = _parse_cursor(request, cursor)
         args += [at, oid]
         conditions.append(f"(placed_at, id) < (${len(args) - 1}, ${len(args)})")
     args.append(limit + 1)
@@ -118,7 +116,7 @@ async def list_orders(principal: CurrentPrincipal, runtime: RuntimeDep,
     more = len(rows) > limit
     rows = rows[:limit]
     return {"orders": [handlers.order_view(r, principal) for r in rows],
-            "next_cursor": _cursor(rows[-1]) if more else None}
+            "next_cursor": _cursor(request, rows[-1]) if more else None}
 
 
 @router.get("/orders/{order_id}", responses=PROBLEMS, summary="An order (ETag)")

@@ -6,17 +6,12 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL: refuse it here, naming the field, rather than fail in the database.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
+# Text PostgreSQL cannot store (a NUL) is refused for every body and query by shared/http.py's
+# middleware before a handler runs.
+Text = str
 Name = Annotated[Text, Field(min_length=1, max_length=200)]
 Code = Annotated[Text, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Reason = Annotated[Text, Field(min_length=2, max_length=1000)]
