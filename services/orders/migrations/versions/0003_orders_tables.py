@@ -1,9 +1,10 @@
 """The orders tables, generated from the SQLModel models in services/orders/store.py
-(`eldercare revision orders "orders tables" --rev-id 0002`), reviewed: the idempotency table is the
-shared DDL (shared/idempotency.py), added by hand at the end.
+(`eldercare revision orders "orders tables" --rev-id 0003`), reviewed: the idempotency table is the
+shared DDL (shared/idempotency.py), added by hand at the end with the index the pruner walks
+(as the registry's 0007).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-02 06:47:22.105614
 """
 
@@ -14,8 +15,8 @@ from sqlalchemy.dialects import postgresql
 
 from shared.idempotency import IDEMPOTENCY_DDL
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
@@ -219,6 +220,7 @@ def upgrade() -> None:
     op.create_index(op.f('ix_orders_certificates_caregiver_id'), 'certificates', ['caregiver_id'], unique=False, schema='orders')
     # ### end Alembic commands ###
     op.execute(IDEMPOTENCY_DDL)
+    op.execute("CREATE INDEX IF NOT EXISTS idempotency_keys_created_at ON idempotency_keys (created_at)")
 
 
 def downgrade() -> None:
