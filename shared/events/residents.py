@@ -42,9 +42,10 @@ class ResidentSnapshot(_Data):
     status: Status = "active"
     family_bed: bool = False
     version: int = Field(1, ge=1)
-    # Where the resident lives (WGS-84), for visit verification; absent until the registry knows it.
-    home_lat: float | None = Field(None, ge=-90, le=90)
-    home_lon: float | None = Field(None, ge=-180, le=180)
+    # Where the resident lives (WGS-84), for visit verification; absent until the registry knows it
+    # (left out of the dump when unknown, so snapshots without it serialise exactly as before).
+    home_lat: float | None = Field(None, ge=-90, le=90, exclude_if=lambda v: v is None)
+    home_lon: float | None = Field(None, ge=-180, le=180, exclude_if=lambda v: v is None)
 
 
 class ResidentRegistered(_Data):
