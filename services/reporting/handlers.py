@@ -64,6 +64,9 @@ class _Fold:
     facilities: dict[tuple[str, str], tuple] = field(default_factory=dict)
     training: dict[str, tuple[str, int]] = field(default_factory=dict)  # event id -> (county, trainees)
     activity: Counter = field(default_factory=Counter)
+    # When each county's platform last posted (the events' own time, so a rebuild from the log
+    # does not make every platform look live).
+    heard: dict[str, datetime] = field(default_factory=dict)
 
     def changed(self) -> bool:
         return bool(self.counts or self.facilities or self.training or self.activity or self.touched)
@@ -100,6 +103,10 @@ def _fold(events: list[tuple[CloudEvent, BaseModel]], rids: list[str | None],
         elif event.type == TRAINING:
             fold.training[event.id] = (county, data.trainees)
         fold.activity[county] += 1
+        at = event.time or datetime.now(timezone.utc)
+        at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+        if county not in fold.heard or at > fold.heard[county]:
+            fold.heard[county] = at
     fold.counts = with_city(fold.counts)
     return fold
 
@@ -113,9 +120,10 @@ async def _write(conn: asyncpg.Connection, fold: _Fold) -> Delta:
     if fold.activity:
         await conn.execute(
             "INSERT INTO county_activity (county_code, events, last_event_at) "
-            "SELECT c, n, now() FROM unnest($1::text[], $2::bigint[]) AS t(c, n) "
+            "SELECT c, n, least(at, now()) FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS t(c, n, at) "
             "ON CONFLICT (county_code) DO UPDATE SET events = county_activity.events + EXCLUDED.events, "
-            "last_event_at = now()", list(fold.activity), list(fold.activity.values()))
+            "last_event_at = greatest(county_activity.last_event_at, EXCLUDED.last_event_at)",
+            list(fold.activity), list(fold.activity.values()), [fold.heard[c] for c in fold.activity])
     return result
 
 

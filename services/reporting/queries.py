@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
+from datetime import date, datetime
 
 import asyncpg
 
 from services.reporting.domain.folding import CITY
 from services.reporting.domain.targets import (
-    BEDS_PER_1000, NURSING_SHARE, bed_target, family_bed_targets, indicator,
+    BEDS_PER_1000, COVERAGE, Official, indicator, live_requirements, official_targets, platform_live, share,
 )
 from shared.buckets import AGE_BANDS, age_bands, band_label, elderly_count
 from shared.regions import load_counties
@@ -54,8 +54,10 @@ def scope_view(scope: str, counts: dict, facilities: dict, training: dict, today
     dims = counts.get(scope, {})
     months = dims.get("birth_month", {})
     bands = age_bands(months, today)
-    by_type = {t: facilities.get(scope, {}).get(t, {"count": 0, "beds": 0, "nursing_beds": 0, "occupied": 0})
+    by_type = {t: dict(facilities.get(scope, {}).get(t, {"count": 0, "beds": 0, "nursing_beds": 0, "occupied": 0}))
                for t in FACILITY_TYPES}
+    for slot in by_type.values():
+        slot["occupancy"] = share(slot["occupied"], slot["beds"])  # beds occupied against beds
     return {
         "scope": scope,
         "as_of": today.isoformat(),
@@ -78,6 +80,7 @@ def scope_view(scope: str, counts: dict, facilities: dict, training: dict, today
             "beds": sum(v["beds"] for v in by_type.values()),
             "nursing_beds": sum(v["nursing_beds"] for v in by_type.values()),
             "occupied": sum(v["occupied"] for v in by_type.values()),
+            "occupancy": share(sum(v["occupied"] for v in by_type.values()), sum(v["beds"] for v in by_type.values())),
         },
         "training": training.get(scope, {"trainees": 0, "sessions": 0}),
     }
@@ -93,55 +96,51 @@ async def aggregates(conn: asyncpg.Connection, today: date) -> dict[str, dict]:
     return {"seq": seq, "scopes": {s: scope_view(s, counts, facilities, training, today) for s in scopes}}
 
 
-def targets_table(views: dict[str, dict], active_counties: set[str]) -> list[dict]:
-    """The task list, one row per county and the city row, each indicator with target, actual, progress."""
+def targets_table(views: dict[str, dict], last_heard: dict[str, datetime], now: datetime) -> list[dict]:
+    """The task list, one row per county and the city row (last), each indicator with its official
+    target, today's live requirement where the rule is population-based, actual and progress
+    against the official target; `last_heard` is when each county platform last posted."""
     counties = load_counties()
-    elderly = {c: views[c]["residents"]["elderly_60plus"] for c in counties}
-    city_family_target, family_targets = family_bed_targets(elderly)
-    rows = []
-    for code, county in counties.items():
-        rows.append(_target_row(code, county.name_zh, county.name_en, views[code], family_targets[code], {
-            "county_special_care": county.county_special_care_target,
-            "street_center": county.street_center_target,
-            "daycare_center": county.daycare_center_target,
-            "township_home": county.township_homes_existing,
-            "happiness_home": county.happiness_homes_built,
-        }, county.training_task_2022, county.smart_platform_target, 1 if code in active_counties else 0,
-            county.elderly_60plus))
-    totals = {k: sum(getattr(c, k) for c in counties.values()) for k in (
-        "county_special_care_target", "street_center_target", "daycare_center_target", "township_homes_existing",
-        "happiness_homes_built", "training_task_2022", "smart_platform_target", "elderly_60plus")}
-    rows.append(_target_row(CITY, "濮阳市", "Puyang City", views[CITY], city_family_target, {
-        "county_special_care": totals["county_special_care_target"],
-        "street_center": totals["street_center_target"],
-        "daycare_center": totals["daycare_center_target"],
-        "township_home": totals["township_homes_existing"],
-        "happiness_home": totals["happiness_homes_built"],
-    }, totals["training_task_2022"], totals["smart_platform_target"],
-        sum(1 for c in counties if c in active_counties), totals["elderly_60plus"]))
+    official = official_targets(counties.values())
+    live = live_requirements({c: views[c]["residents"]["elderly_60plus"] for c in counties})
+    rows = [_target_row(code, county.name_zh, county.name_en, views[code], official[code], live[code],
+                        [code], last_heard, now) for code, county in counties.items()]
+    rows.append(_target_row(CITY, "濮阳市", "Puyang City", views[CITY], official[CITY], live[CITY],
+                            list(counties), last_heard, now))
     return rows
 
 
-def _target_row(code: str, name_zh: str, name_en: str, view: dict, family_target: int, facility_targets: dict,
-                training_target: int, platform_target: int, platform_actual: int, published_elderly: int) -> dict:
+def _target_row(code: str, name_zh: str, name_en: str, view: dict, official: Official, live: dict,
+                platforms: list[str], last_heard: dict[str, datetime], now: datetime) -> dict:
     elderly = view["residents"]["elderly_60plus"]
-    beds = view["facilities"]["beds"]
-    nursing = view["facilities"]["nursing_beds"]
-    by_type = view["facilities"]["by_type"]
+    facilities = view["facilities"]
+    beds, nursing = facilities["beds"], facilities["nursing_beds"]
+    by_type = facilities["by_type"]
+    special = by_type["county_special_care"]
+    target, built, task = official.target, official.built, official.task
+    heard = {c: last_heard.get(c) for c in platforms}
+    live_platforms = sum(1 for c in platforms if platform_live(heard[c], now))
+    platform = indicator(target["smart_platform"], live_platforms, "platforms")
+    platform["last_heard_at"] = {c: t.isoformat() if t else None for c, t in heard.items()}
     return {
         "county_code": code,
         "name_zh": name_zh,
         "name_en": name_en,
-        "elderly_60plus": {"registry": elderly, "task_list": published_elderly},
+        "elderly_60plus": {"registry": elderly, "task_list": official.elderly},
         "indicators": {
-            "beds": indicator(bed_target(elderly), beds, "beds"),
+            "beds": indicator(target["beds"], beds, "beds", live_requirement=live["beds"]),
             "beds_per_1000": indicator(BEDS_PER_1000, round(beds * 1000 / elderly, 2) if elderly else None,
                                        "beds per 1000 elders"),
-            "nursing_bed_share": indicator(float(NURSING_SHARE), round(nursing / beds, 4) if beds else None, "share"),
-            "family_beds": indicator(family_target, view["family_beds"], "beds"),
-            **{f"facilities_{t}": indicator(target, by_type[t]["count"], "facilities")
-               for t, target in facility_targets.items()},
-            "training": indicator(training_target, view["training"]["trainees"], "person-times"),
-            "smart_platform": indicator(platform_target, platform_actual, "platforms"),
+            "nursing_bed_share": indicator(target["nursing_bed_share"], share(nursing, beds), "share"),
+            "nursing_bed_share_special_care": indicator(
+                target["nursing_bed_share_special_care"], share(special["nursing_beds"], special["beds"]), "share"),
+            "occupancy": indicator(None, share(facilities["occupied"], beds), "share"),
+            "family_beds": indicator(target["family_beds"], view["family_beds"], "beds",
+                                     live_requirement=live["family_beds"]),
+            **{key: indicator(target[key], by_type[key.removeprefix("facilities_")]["count"], "facilities",
+                              built=built[key], task=task[key]) for key, *_ in COVERAGE},
+            "training": indicator(target["training"], view["training"]["trainees"], "person-times",
+                                  task=task["training"]),
+            "smart_platform": platform,
         },
     }

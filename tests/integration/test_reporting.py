@@ -139,6 +139,54 @@ async def test_targets_apportion_family_bed_targets_to_add_up_to_the_city_target
     assert city["elderly_60plus"]["task_list"] == 666648
 
 
+async def test_targets_are_the_task_lists_with_the_live_requirement_beside_them(reporting, settings):
+    """Official targets from the document's own populations, whatever today's registry holds; the
+    same rule on the registry's live 60+ count is a field of its own."""
+    body = (await reporting.get("/v1/targets", headers=token_for(settings, "viewer"))).json()
+    rows = {r["county_code"]: r for r in body["rows"]}
+    puyang, city = rows["410928"]["indicators"], rows["city"]["indicators"]
+    assert puyang["family_beds"]["target"] == 1284 and city["family_beds"]["target"] == 4800
+    elderly = {c: r["elderly_60plus"]["registry"] for c, r in rows.items() if c != "city"}
+    live_city = round(sum(elderly.values()) * 72 / 10000)
+    assert city["family_beds"]["live_requirement"] == live_city
+    assert sum(rows[c]["indicators"]["family_beds"]["live_requirement"] for c in elderly) == live_city
+    assert city["beds"]["target"] == 25999 and city["beds"]["live_requirement"] == round(sum(elderly.values()) * 0.039)
+    # coverage against the task list's own denominators
+    assert city["facilities_happiness_home"]["target"] == 2867
+    assert city["facilities_happiness_home"]["task_list_built"] == 595
+    assert city["facilities_street_center"]["target"] == 19 and city["facilities_daycare_center"]["target"] == 295
+    assert city["facilities_county_special_care"]["target"] == 9
+    assert city["facilities_township_home"]["target"] == 75 and city["facilities_township_home"]["task_2022"] == 2
+    for ind in (puyang["family_beds"], city["facilities_happiness_home"]):
+        assert ind["progress"] == (round(ind["actual"] / ind["target"], 4) if ind["actual"] is not None else None)
+    assert set(city["smart_platform"]["last_heard_at"]) == set(elderly)
+    assert "nursing_bed_share_special_care" in city and "occupancy" in city
+
+
+async def test_a_county_platform_is_live_only_if_it_posted_in_the_last_24_hours(registry, reporting, settings):
+    runtime = reporting.app.state.runtime
+    viewer = token_for(settings, "viewer")
+    await settled(reporting, settings, registry)
+    async with runtime.db.transaction() as conn:
+        saved = await conn.fetch("SELECT * FROM county_activity")
+        await conn.execute("DELETE FROM county_activity")
+        await conn.execute("INSERT INTO county_activity (county_code, events, last_event_at) VALUES "
+                           "('410928', 1, now() - interval '25 hours'), ('410922', 1, now() - interval '1 hour')")
+    try:
+        rows = {r["county_code"]: r for r in (await reporting.get("/v1/targets", headers=viewer)).json()["rows"]}
+    finally:
+        async with runtime.db.transaction() as conn:
+            await conn.execute("DELETE FROM county_activity")
+            await conn.executemany("INSERT INTO county_activity (county_code, events, last_event_at) VALUES ($1, $2, $3) "
+                                   "ON CONFLICT (county_code) DO UPDATE SET last_event_at = EXCLUDED.last_event_at",
+                                   [(r["county_code"], r["events"], r["last_event_at"]) for r in saved])
+    assert rows["410928"]["indicators"]["smart_platform"]["actual"] == 0  # heard once, a day ago: not live
+    assert rows["410928"]["indicators"]["smart_platform"]["last_heard_at"]["410928"] is not None
+    assert rows["410922"]["indicators"]["smart_platform"]["actual"] == 1
+    assert rows["410923"]["indicators"]["smart_platform"]["last_heard_at"]["410923"] is None
+    assert rows["city"]["indicators"]["smart_platform"]["actual"] == 1
+
+
 async def test_exports_have_chinese_headers(reporting, settings):
     viewer = token_for(settings, "viewer")
     csv_response = await reporting.get("/v1/exports/targets.csv", headers=viewer)

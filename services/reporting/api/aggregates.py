@@ -61,8 +61,10 @@ async def targets_rows(runtime: ServiceRuntime, county: str | None) -> tuple[int
     bed target is apportioned over all of them), then scoped."""
     async with runtime.db.transaction() as conn:
         snap = await queries.aggregates(conn, today_local())
-        active = {r["county_code"] for r in await conn.fetch("SELECT county_code FROM county_activity")}
-    return snap["seq"], scoped_rows(queries.targets_table(snap["scopes"], active), county)
+        last_heard = {r["county_code"]: r["last_event_at"]
+                      for r in await conn.fetch("SELECT county_code, last_event_at FROM county_activity")}
+    return snap["seq"], scoped_rows(queries.targets_table(snap["scopes"], last_heard, datetime.now(timezone.utc)),
+                                    county)
 
 
 @router.get("/targets", summary="The task-list table: per county and the city, target / actual / progress "
