@@ -197,6 +197,43 @@ async def test_exports_have_chinese_headers(reporting, settings):
     assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
 
 
+async def test_the_workbook_lays_out_the_task_list_as_the_document_does(reporting, settings):
+    import io
+
+    import openpyxl
+
+    viewer = token_for(settings, "viewer")
+    targets = {r["county_code"]: r for r in (await reporting.get("/v1/targets", headers=viewer)).json()["rows"]}
+    xlsx = await reporting.get("/v1/exports/targets.xlsx", headers=viewer)
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    groups = [g for g in rows[0] if g is not None]
+    assert groups[4:] == ["养老床位", "县级特困供养服务机构", "街道综合养老服务中心", "社区日间照料中心",
+                          "乡镇敬老院（提升改造）", "村级养老服务设施（覆盖行政村）", "养老护理人员培训（人次）",
+                          "智慧养老平台（24小时内上报）", "家庭养老床位"]
+    columns = {}
+    group = None
+    for i, (g, sub) in enumerate(zip(rows[0], rows[1])):
+        group = g if g is not None else group
+        columns[(group, sub)] = i
+    data = rows[2:]
+    assert [r[1] for r in data] == ["濮阳市", *[targets[c]["name_zh"] for c in targets if c != "city"]]
+    for row in data:
+        code = "city" if row[0] == "410900" else row[0]
+        ind = targets[code]["indicators"]
+        for g, key in [("养老床位", "beds"), ("村级养老服务设施（覆盖行政村）", "facilities_happiness_home"),
+                       ("家庭养老床位", "family_beds"), ("社区日间照料中心", "facilities_daycare_center")]:
+            assert row[columns[(g, "目标")]] == ind[key]["target"]
+            assert row[columns[(g, "已建")]] == ind[key]["actual"]
+            assert row[columns[(g, "完成率")]] == ind[key]["progress"]
+        assert row[columns[("家庭养老床位", "按现登记人口需求")]] == ind["family_beds"]["live_requirement"]
+        assert row[columns[("乡镇敬老院（提升改造）", "今年任务")]] == ind["facilities_township_home"]["task_2022"]
+    city = data[0]
+    assert city[columns[("家庭养老床位", "目标")]] == 4800
+    assert city[columns[("村级养老服务设施（覆盖行政村）", "目标")]] == 2867
+    assert data[1][columns[("家庭养老床位", "目标")]] == 1284
+
+
 async def test_aggregates_need_a_token_and_a_reader_role(reporting, settings):
     assert (await reporting.get("/v1/aggregates/city")).status_code == 401
     caregiver = token_for(settings, "caregiver", caregiver_id="cg-1")

@@ -76,31 +76,56 @@ async def targets(principal: AggregateReader, runtime: RuntimeDep) -> dict:
 
 # ------------------------------------------------------------------ exports (task-list layout)
 
-EXPORT_COLUMNS = [
+# The bureau's table: leading columns, then the task list's column groups in the document's order,
+# each with its official target, what is built (reported), this year's task and progress.
+LEADING = [
     ("县区代码", lambda r: r["county_code"] if r["county_code"] != "city" else "410900"),
     ("县区", lambda r: r["name_zh"]),
     ("60岁以上老年人口（任务表）", lambda r: r["elderly_60plus"]["task_list"]),
     ("60岁以上老年人口（登记）", lambda r: r["elderly_60plus"]["registry"]),
 ]
-INDICATOR_LABELS = [
-    ("beds", "养老床位"), ("beds_per_1000", "每千名老年人床位"), ("nursing_bed_share", "护理型床位占比"),
-    ("family_beds", "家庭养老床位"), ("facilities_county_special_care", "县级特困供养服务机构"),
-    ("facilities_street_center", "街道综合养老服务中心"), ("facilities_daycare_center", "社区日间照料中心"),
-    ("facilities_township_home", "乡镇敬老院"), ("facilities_happiness_home", "村级幸福院"),
-    ("training", "养老护理人员培训（人次）"), ("smart_platform", "智慧养老平台"),
+STANDARD = [("目标", "target"), ("已建", "actual"), ("今年任务", "task_2022"), ("完成率", "progress")]
+LIVE = ("按现登记人口需求", "live_requirement")
+EXPORT_GROUPS: list[tuple[str, list[tuple[str, object]]]] = [
+    ("养老床位", [*STANDARD[:2], LIVE, STANDARD[3],
+              ("每千名老年人床位", lambda r: r["indicators"]["beds_per_1000"]["actual"]),
+              ("护理型床位占比", lambda r: r["indicators"]["nursing_bed_share"]["actual"]),
+              ("特困供养机构护理型床位占比", lambda r: r["indicators"]["nursing_bed_share_special_care"]["actual"]),
+              ("入住率", lambda r: r["indicators"]["occupancy"]["actual"])]),
+    ("县级特困供养服务机构", STANDARD),
+    ("街道综合养老服务中心", STANDARD),
+    ("社区日间照料中心", STANDARD),
+    ("乡镇敬老院（提升改造）", STANDARD),
+    ("村级养老服务设施（覆盖行政村）", STANDARD),
+    ("养老护理人员培训（人次）", STANDARD),
+    ("智慧养老平台（24小时内上报）", [*STANDARD[:2], STANDARD[3]]),
+    ("家庭养老床位", [*STANDARD[:2], LIVE, STANDARD[3]]),
 ]
-for key, label in INDICATOR_LABELS:
-    EXPORT_COLUMNS += [
-        (f"{label}目标", lambda r, k=key: r["indicators"][k]["target"]),
-        (f"{label}实际", lambda r, k=key: r["indicators"][k]["actual"]),
-        (f"{label}完成率", lambda r, k=key: r["indicators"][k]["progress"]),
-    ]
+GROUP_INDICATOR = dict(zip([g for g, _ in EXPORT_GROUPS], [
+    "beds", "facilities_county_special_care", "facilities_street_center", "facilities_daycare_center",
+    "facilities_township_home", "facilities_happiness_home", "training", "smart_platform", "family_beds"]))
+PERCENT_SUBS = {"完成率", "护理型床位占比", "特困供养机构护理型床位占比", "入住率"}
 
 
-def export_table(rows: list[dict]) -> tuple[list[str], list[list]]:
-    headers = [name for name, _ in EXPORT_COLUMNS]
+def _cell(group: str, field):
+    if callable(field):
+        return field
+    key = GROUP_INDICATOR[group]
+    return lambda r: r["indicators"][key].get(field)
+
+
+def export_layout() -> list[tuple[str, str, object]]:
+    """(group, sub-header, value of a row) per column; leading columns have no group."""
+    return [("", name, fn) for name, fn in LEADING] + [
+        (group, sub, _cell(group, field)) for group, subs in EXPORT_GROUPS for sub, field in subs]
+
+
+def export_table(rows: list[dict]) -> tuple[list[tuple[str, str]], list[list]]:
+    """Headers (group, sub) and the rows, the city row first as in the document."""
+    layout = export_layout()
+    ordered = [r for r in rows if r["county_code"] == "city"] + [r for r in rows if r["county_code"] != "city"]
     # Both exports are opened in a spreadsheet: no text cell may start a formula.
-    return headers, spreadsheet_safe([fn(r) for _, fn in EXPORT_COLUMNS] for r in rows)
+    return [(g, s) for g, s, _ in layout], spreadsheet_safe([fn(r) for _, _, fn in layout] for r in ordered)
 
 
 @router.get("/exports/targets.csv", summary="The targets table as CSV (Chinese headers, UTF-8 with BOM)",
@@ -110,7 +135,7 @@ async def export_csv(principal: AggregateReader, runtime: RuntimeDep) -> Respons
     headers, table = export_table(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(headers)
+    writer.writerow([group + sub for group, sub in headers])
     writer.writerows(["" if v is None else v for v in row] for row in table)
     return Response(("\ufeff" + buffer.getvalue()).encode("utf-8"), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": "attachment; filename=targets.csv"})
@@ -126,19 +151,36 @@ async def export_xlsx(principal: AggregateReader, runtime: RuntimeDep) -> Respon
     buffer = io.BytesIO()
     book = xlsxwriter.Workbook(buffer, {"in_memory": True})
     sheet = book.add_worksheet("任务完成情况")
-    bold = book.add_format({"bold": True, "text_wrap": True, "valign": "top", "bg_color": "#DDEBF7"})
+    bold = book.add_format({"bold": True, "text_wrap": True, "valign": "top", "align": "center",
+                            "bg_color": "#DDEBF7", "border": 1})
     percent = book.add_format({"num_format": "0.0%"})
-    sheet.write_row(0, 0, headers, bold)
-    for i, row in enumerate(table, start=1):
+    # Row 1: the column groups (merged over their columns); row 2: the columns; data from row 3.
+    col = 0
+    while col < len(headers):
+        group = headers[col][0]
+        end = col
+        while end + 1 < len(headers) and headers[end + 1][0] == group:
+            end += 1
+        if not group:
+            for c in range(col, end + 1):
+                sheet.merge_range(0, c, 1, c, headers[c][1], bold)
+        else:
+            if end > col:
+                sheet.merge_range(0, col, 0, end, group, bold)
+            else:
+                sheet.write(0, col, group, bold)
+            for c in range(col, end + 1):
+                sheet.write(1, c, headers[c][1], bold)
+        col = end + 1
+    for i, row in enumerate(table, start=2):
         for j, value in enumerate(row):
             if value is None:
                 continue
-            fmt = percent if headers[j].endswith("完成率") or headers[j] == "护理型床位占比实际" else None
-            sheet.write(i, j, value, fmt)
-    sheet.freeze_panes(1, 2)
+            sheet.write(i, j, value, percent if headers[j][1] in PERCENT_SUBS else None)
+    sheet.freeze_panes(2, 2)
     sheet.set_column(0, 0, 10)
     sheet.set_column(1, 1, 12)
-    sheet.set_column(2, len(headers) - 1, 14)
+    sheet.set_column(2, len(headers) - 1, 12)
     book.close()
     return Response(buffer.getvalue(),
                     media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
