@@ -121,7 +121,10 @@ def _target_row(code: str, name_zh: str, name_en: str, view: dict, official: Off
     heard = {c: last_heard.get(c) for c in platforms}
     live_platforms = sum(1 for c in platforms if platform_live(heard[c], now))
     platform = indicator(target["smart_platform"], live_platforms, "platforms")
-    platform["last_heard_at"] = {c: t.isoformat() if t else None for c, t in heard.items()}
+    # When the county's platform (the city row: any county's) last posted; a county reader sees the
+    # city row too, so it carries no other county's times.
+    latest = max((t for t in heard.values() if t is not None), default=None)
+    platform["last_heard_at"] = latest.isoformat() if latest else None
     return {
         "county_code": code,
         "name_zh": name_zh,

@@ -340,6 +340,12 @@ def drive_the_page(chromium: str, settings, registry: Service, reporting: Servic
             assert as_number(figure(page, f"county-{code}-nursing-share")) == nursing
             assert int(figure(page, f"county-{code}-facilities")) == sum(
                 ri[f"facilities_{t}"]["actual"] for t in FACILITY_TYPES)
+            if code != "city":  # when the county platform was last heard from, and whether that is within 24 h
+                heard = page.locator(f'[data-testid="county-{code}-platform-heard"]')
+                assert heard.get_attribute("data-value") == (ri["smart_platform"]["last_heard_at"] or "")
+                assert heard.get_attribute("data-live") == str(ri["smart_platform"]["actual"] >= 1).lower()
+        assert int(figure(page, "headline-family-beds-live")) == ind["family_beds"]["live_requirement"]
+        assert ind["family_beds"]["target"] == 4800  # the task list's, not the registry's
         assert page.inner_text('[data-testid="county-410928-name"]') == rows["410928"]["name_zh"] == "濮阳县"
         assert page.inner_text("h1") == "濮阳市智慧养老指挥中心"
         # every chart drawn: age bands, gender, categories per county, ability levels, facilities

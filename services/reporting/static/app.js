@@ -267,6 +267,7 @@
     setFig(byTestId("headline-family-beds"), family ? family.actual : city.family_beds,
            fmtInt(family ? family.actual : city.family_beds));
     setFig(byTestId("headline-family-beds-target"), family?.target, fmtInt(family?.target));
+    setFig(byTestId("headline-family-beds-live"), family?.live_requirement, fmtInt(family?.live_requirement));
     setBar(byTestId("headline-family-beds-bar"), family?.progress);
     byTestId("headline-family-beds-progress").textContent = fmtPct(family?.progress, 0);
     const per1000 = ind?.beds_per_1000;
@@ -313,7 +314,19 @@
       const tr = el("tr", { "data-code": code, "data-testid": `county-row-${code}`, tabindex: "0",
                             "aria-selected": state.selected === code ? "true" : "false",
                             class: code === "city" ? "city" : null, title: t("select_row") });
-      tr.append(el("th", { scope: "row", "data-testid": `county-${code}-name`, text: name }));
+      const nameCell = el("th", { scope: "row" }, el("div", { "data-testid": `county-${code}-name`, text: name }));
+      const platform = ind.smart_platform;
+      if (code !== "city") {
+        // A platform counts as live only if it posted within 24 h: say when it was last heard from.
+        const heard = platform.last_heard_at;
+        const stale = heard && platform.actual < 1;
+        nameCell.append(el("div", { class: "task", "data-testid": `county-${code}-platform-heard`,
+                                    "data-value": heard ?? "", "data-live": String(platform.actual >= 1) },
+          heard ? `${t("platform_heard")} ${new Date(heard).toLocaleString(state.lang === "zh" ? "zh-CN" : "en-GB",
+                    { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" })}${stale ? t("platform_stale") : ""}`
+                : t("platform_never")));
+      }
+      tr.append(nameCell);
       const registry = row.elderly_60plus.registry;
       const task = row.elderly_60plus.task_list;
       tr.append(el("td", { class: "num" },
@@ -329,7 +342,8 @@
                            "data-testid": `county-${code}-nursing-share`, "data-value": nursing.actual ?? "",
                            text: fmtPct(nursing.actual) }));
       const family = ind.family_beds;
-      tr.append(progressCell(code, "family-beds", family.actual, family.target, family.progress));
+      tr.append(progressCell(code, "family-beds", family.actual, family.target, family.progress,
+                             `${t("live_requirement")}: ${fmtInt(family.live_requirement)}`));
       let facActual = 0;
       let facTarget = 0;
       const lines = [];
