@@ -14,6 +14,8 @@ from shared.buckets import counts_sql
 
 SCHEMA = "registry"
 STATS_SQL = counts_sql("residents")
+RECENT_SQL = ("SELECT id, county_code, version, status, birth_date, gender, living_arrangement, ability_level, "
+              "categories, family_bed FROM residents WHERE updated_at >= now() - make_interval(secs => $1)")
 
 
 class Resident(SQLModel, table=True):
@@ -123,6 +125,11 @@ async def recent_lookups(conn: asyncpg.Connection, actor: str, since, limit: int
 async def resident_counts(conn: asyncpg.Connection) -> list:
     """Residents counted by the shared counting contract (county, dimension, bucket, n)."""
     return await conn.fetch(STATS_SQL)
+
+
+async def recently_changed(conn: asyncpg.Connection, seconds: float) -> list:
+    """Residents changed in the last `seconds`, with the columns their counting buckets come from."""
+    return await conn.fetch(RECENT_SQL, seconds)
 
 
 async def assessments_of(conn: asyncpg.Connection, resident_id: uuid.UUID) -> list:

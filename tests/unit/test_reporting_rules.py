@@ -134,17 +134,25 @@ def test_the_one_pass_parser_refuses_what_the_generic_path_must_judge():
             parse(raw)
 
 
-def test_only_differences_every_comparison_found_are_reported():
-    from services.reporting.api.admin import persistent_differences
+def test_residents_on_their_way_are_out_of_both_sides_and_a_real_difference_stays():
+    from services.reporting.domain.consistency import compare_at_cut
 
-    def d(scope, bucket, a, b):
-        return {"scope": scope, "dimension": "family_bed", "bucket": bucket, "registry": a, "reporting": b}
-
-    in_flight = [[d("410928", "yes", 10, 11)], [d("410922", "yes", 5, 4)], []]
-    assert persistent_differences(in_flight) == []
-    real = [[d("410928", "yes", 10, 17), d("410922", "yes", 5, 4)], [d("410928", "yes", 11, 18)]]
-    assert persistent_differences(real) == [d("410928", "yes", 11, 18)]
-    assert persistent_differences([]) == []
+    registry = {"410928": {"family_bed": {"yes": 11}, "gender": {"female": 5}},
+                "city": {"family_bed": {"yes": 11}, "gender": {"female": 5}}}
+    ours = {"410928": {"family_bed": {"yes": 10}, "gender": {"female": 5}},
+            "city": {"family_bed": {"yes": 10}, "gender": {"female": 5}}}
+    # The registry set up a bed for a resident reporting still has without it: in flight.
+    theirs = [("410928", [("family_bed", "yes"), ("gender", "female")])]
+    mine = [("410928", [("gender", "female")])]
+    assert compare_at_cut(registry, ours, theirs, mine) == []
+    # A resident registered and not folded yet: only the registry has it.
+    registry2 = {k: {"family_bed": {"yes": 11}, "gender": {"female": 6}} for k in ("410928", "city")}
+    assert compare_at_cut(registry2, ours, [("410928", [("family_bed", "yes"), ("gender", "female")])], []) == []
+    # A counter off by 7 is a difference, in the county and the city.
+    tampered = {k: {"family_bed": {"yes": 10}, "gender": {"female": 12}} for k in ("410928", "city")}
+    diffs = compare_at_cut(registry, tampered, theirs, mine)
+    assert [(d["scope"], d["dimension"], d["reporting"] - d["registry"]) for d in diffs] == [
+        ("410928", "gender", 7), ("city", "gender", 7)]
 
 
 def test_a_county_reader_sees_its_county_and_the_city_only():

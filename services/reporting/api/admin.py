@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 
 import httpx
 from aiokafka.errors import KafkaError
@@ -11,9 +12,10 @@ from fastapi import APIRouter, Depends
 
 from services.reporting import queries
 from services.reporting.api.aggregates import today_local
-from services.reporting.domain.folding import CITY
+from services.reporting.domain.consistency import compare_at_cut, compare_counts
 from services.reporting.worker import CONSUMER, broadcaster_of
 from shared.auth import Principal, Role, issue_token, require_roles
+from shared.buckets import resident_buckets
 from shared.problems import ServiceUnavailable
 from shared.service import RuntimeDep, ServiceRuntime
 
@@ -79,81 +81,60 @@ def _consumer(runtime: ServiceRuntime):
     return runtime.consumers[0]
 
 
-# City only: each call makes the registry recount every resident three times (seconds on 700,000
+# City only: each call makes the registry recount every resident once (seconds on 700,000
 # rows), an operator's check rather than something every dashboard viewer token may start. Chosen
 # over serving viewers a cached result: no viewer screen shows it, and a cache would need its own
 # refresh policy.
-@router.get("/consistency", summary="Compare the aggregates with counts recomputed from the registry's data "
-                                    "(city only)", dependencies=[CityOnly])
+@router.get("/consistency", summary="Compare the aggregates with counts recomputed from the registry's data, "
+            "both at one cut (city only)", dependencies=[CityOnly])
 async def consistency(runtime: RuntimeDep) -> dict:
-    # Both sides move while the city is live (the county simulator sets up a family bed every second
-    # or so) and the registry's recount takes seconds on 700,000 rows: a one-off comparison would
-    # report events still on their way. A difference is reported only if every one of a few
-    # comparisons finds it.
-    rounds: list[list[dict]] = []
-    lag = None
-    for attempt in range(CONSISTENCY_ATTEMPTS):
-        if attempt:
-            await asyncio.sleep(CONSISTENCY_PAUSE_S)
-        registry_counts = await _registry_counts(runtime)
-        async with runtime.db.transaction() as conn:
+    """Reporting's counters first (one snapshot), then the registry's recount and the residents it
+    changed within the window (one later snapshot); both sides without those residents are
+    compared (domain/consistency.py), so a difference is a real one under any live load."""
+    async with runtime.db.connection() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
             ours = await queries.load_counts(conn)
-            lag = await runtime.consumers[0].lag() if runtime.consumers else None
-        rounds.append(compare_counts(registry_counts, ours))
-        if not persistent_differences(rounds):
-            break
-    differences = persistent_differences(rounds)
+            registry = await _registry_counts(runtime, CONSISTENCY_WINDOW_S)
+            recent = registry.get("recent", [])
+            states = await conn.fetch("SELECT * FROM residents WHERE resident_id = ANY($1::text[]::uuid[])",
+                                      [r["id"] for r in recent])
+        lag = await runtime.consumers[0].lag() if runtime.consumers else None
+    mine = [(s.county_code, resident_buckets(s)) for s in map(_state, states)]
+    theirs = [(r["county_code"], [tuple(b) for b in r["buckets"]]) for r in recent]
+    settled_in_both = {str(s["resident_id"]): s["version"] for s in states}
+    in_flight = sum(1 for r in recent if settled_in_both.get(r["id"]) != r["version"])
+    differences = compare_at_cut(registry["counts"], ours, theirs, mine)
     return {"consistent": not differences, "differences": differences[:200], "difference_count": len(differences),
-            "comparisons": len(rounds), "consumer_lag": lag, "as_of": today_local().isoformat(),
-            "note": "a difference is listed only if every comparison found it; differences while "
-                    "consumer_lag > 0 are events still on their way"}
+            "registry_as_of": registry.get("as_of"), "window_seconds": CONSISTENCY_WINDOW_S,
+            "recent_residents": len(recent), "in_flight": in_flight, "consumer_lag": lag,
+            "as_of": today_local().isoformat(),
+            "note": "compared at one cut: residents the registry changed within window_seconds are taken out "
+                    "of both sides (in_flight of them not folded yet), so a difference listed is a real one"}
 
 
-CONSISTENCY_ATTEMPTS = 3
-CONSISTENCY_PAUSE_S = 0.5
+# Longer than the fold's delay (p99 well under a second) plus the registry's recount (seconds on
+# the full city): every change still on its way falls inside it.
+CONSISTENCY_WINDOW_S = 120
 
 
-async def _registry_counts(runtime) -> dict:
+def _state(record) -> SimpleNamespace:
+    return SimpleNamespace(**{**dict(record), "categories": tuple(record["categories"] or ())})
+
+
+async def _registry_counts(runtime, recent_seconds: float) -> dict:
     settings = runtime.settings
-    token = issue_token(settings, Role.CITY, subject="service:reporting", ttl_seconds=120, audience="registry")
+    token = issue_token(settings, Role.CITY, subject="service:reporting", ttl_seconds=120)
     base = f"http://{settings.service_host}:{settings.registry_port}"
     # An embedding process (tests, a single-process deployment) may hand over its own transport.
     transport = runtime.state.get("registry_transport")
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30, transport=transport) as client:  # type: ignore[arg-type]
-            response = await client.get("/v1/stats/residents", headers={"Authorization": f"Bearer {token}"})
+            response = await client.get("/v1/stats/residents", params={"recent_seconds": recent_seconds},
+                                        headers={"Authorization": f"Bearer {token}"})
             response.raise_for_status()
     except httpx.HTTPError as exc:
         raise ServiceUnavailable(f"The registry did not answer ({type(exc).__name__}); try again.") from None
-    return response.json()["counts"]
-
-
-def persistent_differences(rounds: list[list[dict]]) -> list[dict]:
-    """The differences of the latest comparison that every earlier comparison found as well (same
-    scope, dimension and bucket; the counts themselves may have moved on)."""
-    if not rounds:
-        return []
-
-    def key(d: dict) -> tuple:
-        return d["scope"], d["dimension"], d["bucket"]
-
-    seen = set.intersection(*({key(d) for d in r} for r in rounds))
-    return [d for d in rounds[-1] if key(d) in seen]
-
-
-def compare_counts(registry: dict, ours: dict) -> list[dict]:
-    """Every (scope, dimension, bucket) whose count differs."""
-    out = []
-    scopes = set(registry) | {s for s in ours if s != CITY} | {CITY}
-    for scope in sorted(scopes):
-        theirs = registry.get(scope, {})
-        mine = ours.get(scope, {})
-        for dim in sorted(set(theirs) | set(mine)):
-            for bucket in sorted(set(theirs.get(dim, {})) | set(mine.get(dim, {}))):
-                a, b = theirs.get(dim, {}).get(bucket, 0), mine.get(dim, {}).get(bucket, 0)
-                if a != b:
-                    out.append({"scope": scope, "dimension": dim, "bucket": bucket, "registry": a, "reporting": b})
-    return out
+    return response.json()
 
 
 __all__ = ["router", "compare_counts", "Principal"]
