@@ -259,7 +259,7 @@ class LiveWriter:
     issue's case: a live city setting up beds while the consistency check runs)."""
 
     def __init__(self, registry, settings, writers: int = 4) -> None:
-        self.registry, self.writers, self.done = registry, writers, 0
+        self.registry, self.writers, self.done, self.done_facility = registry, writers, 0, 0
         self.puyang = token_for(settings, "county", "410928")
         self.tasks: list[asyncio.Task] = []
 
@@ -270,9 +270,15 @@ class LiveWriter:
             created = await self.registry.post("/v1/residents", headers=self.puyang,
                                                json=base | {"id_number": fresh_id_number()})
             assert created.status_code == 201, created.text
+            # and the ingest-derived figures: a facility's occupancy changes, a training is recorded
+            self.done_facility = (self.done_facility + 1) % 5
             posted = await self.registry.post("/v1/events", headers=self.puyang, json=[
-                event("eldercare.county.family_bed.established.v1", {}, subject=created.json()["id"])])
-            assert posted.status_code == 200 and posted.json()["accepted"] == 1, posted.text
+                event("eldercare.county.family_bed.established.v1", {}, subject=created.json()["id"]),
+                event("eldercare.county.facility.reported.v1", {
+                    "facility_id": f"live-writer-{self.done_facility}", "facility_type": "daycare_center",
+                    "name": "日间照料中心", "beds": 40, "nursing_beds": 20, "occupied": self.done % 40}),
+                event("eldercare.county.training.recorded.v1", {"course": "失能照护", "trainees": 3})])
+            assert posted.status_code == 200 and posted.json()["accepted"] == 3, posted.text
             self.done += 1
 
     async def going(self, n: int) -> bool:
@@ -309,6 +315,49 @@ async def test_consistency_finds_no_difference_under_a_live_writer(registry, rep
             assert writer.done > before  # the registry kept changing during the comparison
     assert all(b["consistent"] for b in bodies), [b["differences"] for b in bodies]
     assert any(b["recent_residents"] > 0 for b in bodies)  # the comparisons did run under the writer
+    assert all(b["compared"]["facilities"] >= 5 and b["compared"]["training_records"] > 0 for b in bodies)
+
+
+async def test_consistency_finds_tampered_facility_and_training_figures_under_a_live_writer(registry, reporting,
+                                                                                            settings):
+    reporting.app.state.runtime.state["registry_transport"] = httpx.ASGITransport(app=registry.app)
+    city = token_for(settings, "city")
+    runtime = reporting.app.state.runtime
+    # a facility the writer does not touch (reported and folded first), and the training total of a
+    # county the writer does not post for
+    fid = f"tamper-{uuid.uuid4().hex[:8]}"
+    posted = await registry.post("/v1/events", headers=token_for(settings, "county", "410928"), json=[event(
+        "eldercare.county.facility.reported.v1", {"facility_id": fid, "facility_type": "institution",
+                                                  "name": "颐养院", "beds": 100, "nursing_beds": 60, "occupied": 70})])
+    assert posted.json()["accepted"] == 1, posted.text
+
+    async def folded():
+        async with runtime.db.connection() as conn:
+            return await conn.fetchval("SELECT count(*) FROM facilities WHERE facility_id = $1", fid) == 1
+
+    await eventually(folded, timeout=60, message="the facility report folded")
+    async with LiveWriter(registry, settings) as writer:
+        await eventually(lambda: writer.going(10), timeout=60, message="the writer is going")
+        async with runtime.db.transaction() as conn:
+            facility = {"county_code": "410928", "facility_id": fid}
+            await conn.execute("UPDATE facilities SET beds = beds + 9 WHERE county_code = $1 AND facility_id = $2",
+                               facility["county_code"], facility["facility_id"])
+            await conn.execute("INSERT INTO training (county_code, trainees, sessions) VALUES ('410922', 5, 0) "
+                               "ON CONFLICT (county_code) DO UPDATE SET trainees = training.trainees + 5")
+        try:
+            body = (await reporting.get("/v1/consistency", headers=city)).json()
+        finally:
+            async with runtime.db.transaction() as conn:
+                await conn.execute("UPDATE facilities SET beds = beds - 9 WHERE county_code = $1 AND facility_id = $2",
+                                   facility["county_code"], facility["facility_id"])
+                await conn.execute("UPDATE training SET trainees = trainees - 5 WHERE county_code = '410922'")
+    found = {(d["scope"], d["dimension"], d["bucket"]): d for d in body["differences"]}
+    assert set(found) == {(facility["county_code"], "facility", facility["facility_id"]),
+                          ("410922", "training", "trainees")}, body["differences"]
+    tampered = found[(facility["county_code"], "facility", facility["facility_id"])]
+    assert tampered["reporting"]["beds"] - tampered["registry"]["beds"] == 9
+    assert found[("410922", "training", "trainees")]["reporting"] - found[("410922", "training", "trainees")][
+        "registry"] == 5
 
 
 async def test_consistency_finds_a_tampered_counter_at_once_even_under_a_live_writer(registry, reporting, settings):

@@ -173,3 +173,44 @@ def test_a_county_reader_sees_its_county_and_the_city_only():
     # Nothing of the reader's scope left: no frame at all.
     assert scoped_delta({**delta, "counts": delta["counts"][:1]}, "410928") is None
     assert scoped_delta(delta, None) is delta
+
+
+def test_facility_reports_on_their_way_are_left_out_and_a_changed_figure_is_found():
+    from datetime import datetime, timedelta, timezone
+
+    from services.reporting.domain.consistency import compare_facilities
+
+    t0 = datetime(2026, 12, 2, 8, tzinfo=timezone.utc)
+
+    def f(fid, at, beds=40, county="410928"):
+        return {"county_code": county, "facility_id": fid, "reported_at": at, "facility_type": "institution",
+                "beds": beds, "nursing_beds": 20, "occupied": 10}
+
+    # F2's newer report and F3 are on their way; F1 agrees
+    registry = [f("F1", t0), f("F2", t0 + timedelta(seconds=1), beds=50), f("F3", t0)]
+    ours = [f("F1", t0), f("F2", t0)]
+    assert compare_facilities(registry, ours) == ([], 2)
+    # the same report with other figures, a report only reporting has, a report newer than the registry's
+    tampered = [f("F1", t0, beds=49), f("F2", t0 + timedelta(seconds=1), beds=50), f("F9", t0),
+                f("F3", t0 + timedelta(seconds=5))]
+    diffs, in_flight = compare_facilities(registry, tampered)
+    assert in_flight == 0
+    assert [(d["bucket"], d["registry"] and d["registry"]["beds"], d["reporting"]["beds"]) for d in diffs] == [
+        ("F1", 40, 49), ("F3", 40, 40), ("F9", None, 40)]
+
+
+def test_training_records_on_their_way_are_left_out_and_tampered_totals_are_found():
+    from services.reporting.domain.consistency import compare_training
+
+    registry = [{"county_code": "410928", "event_id": e, "trainees": n} for e, n in (("a", 10), ("b", 5), ("c", 7))]
+    ours = registry[:2]  # "c" still on its way
+    assert compare_training(registry, ours, {"410928": {"trainees": 15, "sessions": 2}}) == ([], 1)
+    diffs, _ = compare_training(registry, ours, {"410928": {"trainees": 20, "sessions": 2}})
+    assert [(d["dimension"], d["bucket"], d["registry"], d["reporting"]) for d in diffs] == [
+        ("training", "trainees", 15, 20)]
+    # a record reporting has and the registry never accepted, or with other figures
+    odd = ours + [{"county_code": "410928", "event_id": "z", "trainees": 1}]
+    diffs, _ = compare_training(registry, [{**ours[0], "trainees": 11}, *odd[1:]],
+                                {"410928": {"trainees": 17, "sessions": 3}})
+    assert {(d["dimension"], d["bucket"]) for d in diffs} == {("training_record", "a"), ("training_record", "z"),
+                                                               ("training", "trainees"), ("training", "sessions")}

@@ -46,3 +46,34 @@ async def resident_stats(runtime: RuntimeDep, recent_seconds: float = Query(
 
 def _row(record) -> SimpleNamespace:
     return SimpleNamespace(**{**dict(record), "categories": tuple(record["categories"] or ())})
+
+
+# The county reports the registry keeps (migration 0006): the latest report per facility and every
+# training record, as forwarded (the payload's time is the one reporting orders reports by).
+REPORTS_SQL = """
+SELECT county_code, facility_id, event_id, e->'data'->>'facility_type' AS facility_type,
+       (e->'data'->>'beds')::int AS beds, (e->'data'->>'nursing_beds')::int AS nursing_beds,
+       (e->'data'->>'occupied')::int AS occupied, (e->'data'->>'trainees')::bigint AS trainees,
+       (e->>'time')::timestamptz AS at
+FROM county_reports, LATERAL (SELECT convert_from(payload, 'UTF8')::jsonb AS e) AS p
+"""
+
+
+@router.get("/stats/reports", summary="The county reports the registry holds: latest per facility, every training "
+            "record (no personal data)", dependencies=[Depends(require_roles(Role.CITY, Role.VIEWER))])
+async def report_stats(runtime: RuntimeDep) -> dict:
+    """One snapshot of the facility and training reports the ingest gateway accepted, for
+    reporting's consistency check to compare facility by facility and record by record."""
+    async with runtime.db.connection() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await conn.fetch(REPORTS_SQL)
+    facilities, training = [], []
+    for r in rows:
+        if r["facility_id"] is not None:
+            facilities.append({"county_code": r["county_code"], "facility_id": r["facility_id"],
+                               "facility_type": r["facility_type"], "beds": r["beds"],
+                               "nursing_beds": r["nursing_beds"], "occupied": r["occupied"],
+                               "reported_at": r["at"].isoformat()})
+        elif r["trainees"] is not None:
+            training.append({"county_code": r["county_code"], "event_id": r["event_id"], "trainees": r["trainees"]})
+    return {"facilities": facilities, "training": training}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from types import SimpleNamespace
 
 import httpx
@@ -12,7 +13,9 @@ from fastapi import APIRouter, Depends
 
 from services.reporting import queries
 from services.reporting.api.aggregates import today_local
-from services.reporting.domain.consistency import compare_at_cut, compare_counts
+from services.reporting.domain.consistency import (
+    compare_at_cut, compare_counts, compare_facilities, compare_training,
+)
 from services.reporting.worker import CONSUMER, broadcaster_of
 from shared.auth import Principal, Role, issue_token, require_roles
 from shared.buckets import resident_buckets
@@ -88,13 +91,22 @@ def _consumer(runtime: ServiceRuntime):
 @router.get("/consistency", summary="Compare the aggregates with counts recomputed from the registry's data, "
             "both at one cut (city only)", dependencies=[CityOnly])
 async def consistency(runtime: RuntimeDep) -> dict:
-    """Reporting's counters first (one snapshot), then the registry's recount and the residents it
-    changed within the window (one later snapshot); both sides without those residents are
-    compared (domain/consistency.py), so a difference is a real one under any live load."""
+    """Reporting's figures first (one snapshot), then the registry's (later snapshots): resident
+    counts without the residents the registry changed within the window, on both sides; facilities
+    report by report and training record by record, leaving out what is still on its way
+    (domain/consistency.py). So a difference listed is a real one, under any live load."""
     async with runtime.db.connection() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            ours = await queries.load_counts(conn)
-            registry = await _registry_counts(runtime, CONSISTENCY_WINDOW_S)
+            ours = await queries.load_counts(conn)  # the first read fixes reporting's snapshot
+            our_facilities = [dict(r) for r in await conn.fetch(
+                "SELECT county_code, facility_id, facility_type, beds, nursing_beds, occupied, reported_at "
+                "FROM facilities")]
+            our_records = [dict(r) for r in await conn.fetch(
+                "SELECT event_id, county_code, trainees FROM training_records")]
+            our_totals = {r["county_code"]: {"trainees": r["trainees"], "sessions": r["sessions"]}
+                          for r in await conn.fetch("SELECT county_code, trainees, sessions FROM training")}
+            registry = await _registry_get(runtime, "/v1/stats/residents", {"recent_seconds": CONSISTENCY_WINDOW_S})
+            reports = await _registry_get(runtime, "/v1/stats/reports", {})
             recent = registry.get("recent", [])
             states = await conn.fetch("SELECT * FROM residents WHERE resident_id = ANY($1::text[]::uuid[])",
                                       [r["id"] for r in recent])
@@ -102,14 +114,22 @@ async def consistency(runtime: RuntimeDep) -> dict:
     mine = [(s.county_code, resident_buckets(s)) for s in map(_state, states)]
     theirs = [(r["county_code"], [tuple(b) for b in r["buckets"]]) for r in recent]
     settled_in_both = {str(s["resident_id"]): s["version"] for s in states}
-    in_flight = sum(1 for r in recent if settled_in_both.get(r["id"]) != r["version"])
     differences = compare_at_cut(registry["counts"], ours, theirs, mine)
+    for f in reports["facilities"]:
+        f["reported_at"] = datetime.fromisoformat(f["reported_at"])
+    facility_differences, facilities_in_flight = compare_facilities(reports["facilities"], our_facilities)
+    training_differences, training_in_flight = compare_training(reports["training"], our_records, our_totals)
+    differences += facility_differences + training_differences
     return {"consistent": not differences, "differences": differences[:200], "difference_count": len(differences),
             "registry_as_of": registry.get("as_of"), "window_seconds": CONSISTENCY_WINDOW_S,
-            "recent_residents": len(recent), "in_flight": in_flight, "consumer_lag": lag,
-            "as_of": today_local().isoformat(),
+            "recent_residents": len(recent),
+            "in_flight": {"residents": sum(1 for r in recent if settled_in_both.get(r["id"]) != r["version"]),
+                          "facility_reports": facilities_in_flight, "training_records": training_in_flight},
+            "compared": {"facilities": len(reports["facilities"]), "training_records": len(reports["training"])},
+            "consumer_lag": lag, "as_of": today_local().isoformat(),
             "note": "compared at one cut: residents the registry changed within window_seconds are taken out "
-                    "of both sides (in_flight of them not folded yet), so a difference listed is a real one"}
+                    "of both sides, facility reports and training records still on their way are left out; "
+                    "a difference listed is a real one"}
 
 
 # Longer than the fold's delay (p99 well under a second) plus the registry's recount (seconds on
@@ -121,7 +141,7 @@ def _state(record) -> SimpleNamespace:
     return SimpleNamespace(**{**dict(record), "categories": tuple(record["categories"] or ())})
 
 
-async def _registry_counts(runtime, recent_seconds: float) -> dict:
+async def _registry_get(runtime, path: str, params: dict) -> dict:
     settings = runtime.settings
     token = issue_token(settings, Role.CITY, subject="service:reporting", ttl_seconds=120)
     base = f"http://{settings.service_host}:{settings.registry_port}"
@@ -129,7 +149,7 @@ async def _registry_counts(runtime, recent_seconds: float) -> dict:
     transport = runtime.state.get("registry_transport")
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30, transport=transport) as client:  # type: ignore[arg-type]
-            response = await client.get("/v1/stats/residents", params={"recent_seconds": recent_seconds},
+            response = await client.get(path, params=params,
                                         headers={"Authorization": f"Bearer {token}"})
             response.raise_for_status()
     except httpx.HTTPError as exc:

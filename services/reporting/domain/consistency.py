@@ -50,3 +50,56 @@ def compare_at_cut(registry: Counts, ours: Counts, recent_registry: list[tuple[s
     registry's (county, buckets) of the residents it changed within the window, `recent_ours`
     reporting's own state of those same residents (those it has)."""
     return compare_counts(without(registry, recent_registry), without(ours, recent_ours))
+
+
+FIGURES = ("facility_type", "beds", "nursing_beds", "occupied")
+
+
+def compare_facilities(registry: list[dict], ours: list[dict]) -> tuple[list[dict], int]:
+    """Facility by facility ({county_code, facility_id, reported_at, *FIGURES}): the differences,
+    and how many facilities have a newer report on its way (the registry's is later than
+    reporting's, or reporting has none yet; reporting's figures are read first, so it is never
+    ahead — a report of its own that is newer or unknown to the registry is a difference)."""
+    theirs = {(f["county_code"], f["facility_id"]): f for f in registry}
+    mine = {(f["county_code"], f["facility_id"]): f for f in ours}
+    out, in_flight = [], 0
+    for key in sorted(set(theirs) | set(mine)):
+        a, b = theirs.get(key), mine.get(key)
+        if a is not None and (b is None or a["reported_at"] > b["reported_at"]):
+            in_flight += 1
+            continue
+        if a is None or b is None or a["reported_at"] != b["reported_at"] or any(a[k] != b[k] for k in FIGURES):
+            out.append({"scope": key[0], "dimension": "facility", "bucket": key[1],
+                        "registry": None if a is None else {k: a[k] for k in FIGURES},
+                        "reporting": None if b is None else {k: b[k] for k in FIGURES}})
+    return out, in_flight
+
+
+def compare_training(registry: list[dict], ours: list[dict], totals: dict[str, dict[str, int]]) -> tuple[list[dict], int]:
+    """Training records by event id ({county_code, event_id, trainees}) and reporting's totals per
+    county ({county: {trainees, sessions}}): a record the registry has and reporting not yet is on
+    its way; one only reporting has, or with other figures, is a difference; and each county's
+    totals must be the registry's sum over the records reporting has folded."""
+    theirs = {r["event_id"]: r for r in registry}
+    mine = {r["event_id"]: r for r in ours}
+    out, in_flight = [], 0
+    for event_id in sorted(set(theirs) | set(mine)):
+        a, b = theirs.get(event_id), mine.get(event_id)
+        if b is None:
+            in_flight += 1
+        elif a is None or (a["county_code"], a["trainees"]) != (b["county_code"], b["trainees"]):
+            out.append({"scope": (b or a)["county_code"], "dimension": "training_record", "bucket": event_id,
+                        "registry": None if a is None else a["trainees"], "reporting": b["trainees"]})
+    # The registry's totals of what reporting has folded (the records on their way left out).
+    folded: dict[str, dict[str, int]] = {}
+    for r in (theirs[e] for e in theirs if e in mine):
+        slot = folded.setdefault(r["county_code"], {"trainees": 0, "sessions": 0})
+        slot["trainees"] += r["trainees"]
+        slot["sessions"] += 1
+    for county in sorted(set(folded) | set(totals)):
+        for figure in ("trainees", "sessions"):
+            a = folded.get(county, {}).get(figure, 0)
+            b = totals.get(county, {}).get(figure, 0)
+            if a != b:
+                out.append({"scope": county, "dimension": "training", "bucket": figure, "registry": a, "reporting": b})
+    return out, in_flight
