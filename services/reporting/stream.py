@@ -35,6 +35,30 @@ class Broadcaster:
                     continue
                 sub.queue.put_nowait(message)
 
+    def receive(self, delta: dict) -> None:
+        """A delta from the aggregates topic, in sequence order. A repeat (the topic read again) is
+        dropped; a gap (a frame lost while the broker was away) empties the replay buffer and sends
+        every subscriber a fresh snapshot instead of letting it miss figures. Deltas older than the
+        stream position this process started at only fill the replay buffer."""
+        seq = delta["seq"]
+        if self.recent and seq <= self.recent[-1]["seq"]:
+            return
+        if self.recent and seq != self.recent[-1]["seq"] + 1:
+            self.recent.clear()
+            for sub in self.subscribers:
+                sub.overflowed = True  # noticed with the next frame: a snapshot follows it
+        if seq <= self.last_seq:
+            self.recent.append(delta)
+            return
+        self.publish([delta])
+
+    def receive_snapshot(self, seq: int) -> None:
+        """A snapshot frame: the stream is at `seq` at least (clients take their snapshots from the
+        database, which is at least as new)."""
+        if seq > self.last_seq and (not self.recent or seq > self.recent[-1]["seq"]):
+            self.recent.clear()
+            self.last_seq = seq
+
     def missed_since(self, seq: int) -> list[dict] | None:
         """Deltas after `seq`, or None when some were already dropped from the buffer (or the
         client's number is from another epoch, e.g. after a rebuild)."""

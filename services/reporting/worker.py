@@ -1,5 +1,5 @@
 """Reporting's consumer: resident events and the county ingest stream, folded in batches; the
-committed deltas go to the live-stream broadcaster."""
+committed deltas go onto the aggregates topic (publisher.py), which every API process follows."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ def broadcaster_of(runtime: ServiceRuntime) -> Broadcaster:
     return runtime.state.setdefault("broadcaster", Broadcaster())  # type: ignore[return-value]
 
 
+def publisher_of(runtime: ServiceRuntime):
+    from services.reporting.publisher import AggregatesPublisher
+
+    return runtime.state.setdefault("publisher", AggregatesPublisher(runtime))
+
+
 def build_consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
     assert runtime.db.pool is not None
     return [EventConsumer(
@@ -38,7 +44,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
         pipeline=True,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         bisect_failures=True,
-        on_committed=broadcaster_of(runtime).publish,
+        on_committed=publisher_of(runtime).on_committed,
         pool=runtime.db.pool,
         bootstrap=runtime.settings.kafka_bootstrap_servers,
         batch_size=max(runtime.settings.consumer_batch_size, FOLD_BATCH_SIZE),

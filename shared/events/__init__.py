@@ -8,6 +8,7 @@ from shared.events.alerts import ALERT_EVENTS
 from shared.events.county import COUNTY_EVENTS
 from shared.events.envelope import CloudEvent, make_event, new_event_id
 from shared.events.orders import ORDER_EVENTS
+from shared.events.reporting import REPORTING_EVENTS
 from shared.events.residents import RESIDENT_EVENTS
 
 EVENT_DATA_MODELS: dict[str, type[BaseModel]] = {
@@ -15,6 +16,7 @@ EVENT_DATA_MODELS: dict[str, type[BaseModel]] = {
     **COUNTY_EVENTS,
     **ORDER_EVENTS,
     **ALERT_EVENTS,
+    **REPORTING_EVENTS,
 }
 
 

@@ -40,7 +40,14 @@ ALERTS = Topic(
     ("eldercare.alert.",),
 )
 
-ALL_TOPICS: tuple[Topic, ...] = (RESIDENTS, INGEST, ORDERS, ALERTS)
+AGGREGATES = Topic(
+    "eldercare.reporting.aggregates.v1", "reporting",
+    "Reporting's aggregates for any screen to subscribe to: a delta per committed fold and periodic "
+    "snapshots, sequence-numbered (key: aggregates, so one partition keeps them in order).",
+    ("eldercare.reporting.aggregates.",),
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (RESIDENTS, INGEST, ORDERS, ALERTS, AGGREGATES)
 
 
 def all_topic_names() -> list[str]:
