@@ -61,11 +61,15 @@ def test_json_log_lines_mask_id_and_phone_numbers_in_message_fields_and_tracebac
 def test_reporting_exports_neutralise_formula_cells_through_the_shared_helper():
     from services.reporting.api.aggregates import export_table
 
+    indicator = {"target": 1, "actual": -0.5, "task_2022": 1, "live_requirement": 1, "progress": None}
     row = {"county_code": "410928", "name_zh": "=HYPERLINK(\"http://x\")",
            "elderly_60plus": {"task_list": 1, "registry": 2},
-           "indicators": {k: {"target": 1, "actual": -0.5, "progress": None} for k in (
-               "beds", "beds_per_1000", "nursing_bed_share", "family_beds", "facilities_county_special_care",
-               "facilities_street_center", "facilities_daycare_center", "facilities_township_home",
-               "facilities_happiness_home", "training", "smart_platform")}}
-    _, [cells] = export_table([row])
-    assert cells[1] == "'=HYPERLINK(\"http://x\")" and cells[5] == -0.5
+           "indicators": {k: dict(indicator) for k in (
+               "beds", "beds_per_1000", "nursing_bed_share", "nursing_bed_share_special_care", "occupancy",
+               "family_beds", "facilities_county_special_care", "facilities_street_center",
+               "facilities_daycare_center", "facilities_township_home", "facilities_happiness_home", "training",
+               "smart_platform")}}
+    headers, [cells] = export_table([row])
+    assert cells[1] == "'=HYPERLINK(\"http://x\")"
+    # A negative number is a number, not a formula: it stays as it is.
+    assert cells[headers.index(("养老床位", "已建"))] == -0.5
