@@ -141,8 +141,22 @@ _ID_STREAM = _ids()
 _SEEN: set[str] = set()
 
 
-def fresh_id_number() -> str:
-    """A valid GB 11643 number no other test has used in this session."""
+def fresh_id_number(county: str | None = None, birth_year: int | None = None) -> str:
+    """A valid GB 11643 number no other test has used in this session (of that county and birth
+    year when given)."""
+    if county is not None or birth_year is not None:
+        import random
+        from datetime import date, timedelta
+
+        from shared.idcard import make_id_number
+
+        rng = random.Random()
+        while True:
+            birth = date(birth_year or 1940, 1, 1) + timedelta(days=rng.randrange(0, 365))
+            value = make_id_number(county or "410928", birth, rng.randrange(1000))
+            if value not in _SEEN:
+                _SEEN.add(value)
+                return value
     while True:
         value = next(_ID_STREAM)
         if value not in _SEEN:
@@ -166,15 +180,33 @@ async def registry(settings):
 
 
 @pytest.fixture(scope="session")
-async def orders(settings):
-    """The orders app with its real lifespan (migrations, relay, consumer, scheduler). A long
-    scheduler interval: the tests drive the timers themselves with tick(now=...)."""
+async def orders_bootstrap(settings):
+    """A broker of the orders tests' own. They publish made-up residents on the residents topic
+    (versions out of order, home locations) that the registry never registered; on the suite's
+    broker reporting would fold them and its consistency check would rightly find them."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield settings.kafka_bootstrap_servers
+        return
+    from shared.messaging.kafka import ensure_topics
+    from shared.messaging.topics import all_topic_names
+
+    broker = EmbeddedBroker(free_port(), STATE / "logs" / "test-orders-broker.log").start()
+    await ensure_topics(broker.bootstrap, all_topic_names(), settings.kafka_partitions)
+    yield broker.bootstrap
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+async def orders(settings, orders_bootstrap):
+    """The orders app with its real lifespan (migrations, relay, consumer, scheduler), on the orders
+    tests' own broker. A long scheduler interval: the tests drive the timers themselves with tick(now=...)."""
     import httpx
 
     from services.orders.app import create_app
     from services.orders.settings import OrdersSettings
 
-    app = create_app(settings, OrdersSettings(scheduler_interval_s=3600))
+    app = create_app(settings.model_copy(update={"kafka_bootstrap_servers": orders_bootstrap}),
+                     OrdersSettings(scheduler_interval_s=3600))
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders") as client:
             client.app = app

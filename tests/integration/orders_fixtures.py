@@ -22,7 +22,8 @@ def runtime_of(client):
 
 
 async def publish_residents(settings, events) -> None:
-    """Records on the registry's residents topic, keyed by resident id as the registry's relay does."""
+    """Records on the registry's residents topic, keyed by resident id as the registry's relay does.
+    `settings`: the orders app's own (runtime_of(orders).settings), whose broker is the orders tests' own."""
     await ensure_topics(settings.kafka_bootstrap_servers, all_topic_names(), settings.kafka_partitions)
     producer = make_producer(settings.kafka_bootstrap_servers, "orders-tests")
     await producer.start()
@@ -58,7 +59,7 @@ async def projected(client, rid: str, version: int = 1, timeout: float = 60.0):
 
 async def new_resident(client, settings, **kw) -> str:
     rid = str(uuid.uuid4())
-    await publish_residents(settings, [snapshot_event(rid, **kw)])
+    await publish_residents(runtime_of(client).settings, [snapshot_event(rid, **kw)])
     await projected(client, rid)
     return rid
 

@@ -8,7 +8,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import orjson
 
-from shared.messaging.topics import ORDERS
+from shared.messaging.kafka import make_producer
+from shared.messaging.topics import ORDERS, RESIDENTS
 from tests.conftest import fresh_id_number, token_for
 from tests.integration.orders_fixtures import (
     HOME, new_caregiver, new_provider, new_resident, place, projected, publish_residents, runtime_of,
@@ -43,6 +44,23 @@ async def worked_order(orders, settings, rid=None, caregiver_kind="nurse", items
 # ------------------------------------------------------------------ projection
 
 
+async def forward_registry_events(settings, orders, rid: str, count: int) -> None:
+    """The registry's own records of a resident, copied from the suite's broker to the orders tests'
+    broker as they are (key, value, headers): what the registry's relay would have sent there."""
+    from tests.integration.support import read_topic
+
+    records = [r for r in await read_topic(settings.kafka_bootstrap_servers, RESIDENTS.name, idle=1.0)
+               if r.key == rid.encode()]
+    assert len(records) >= count, f"the registry published {len(records)} records of {rid}, expected {count}"
+    producer = make_producer(runtime_of(orders).settings.kafka_bootstrap_servers, "orders-tests-forward")
+    await producer.start()
+    try:
+        for record in records[:count]:
+            await producer.send_and_wait(RESIDENTS.name, record.value, key=record.key, headers=list(record.headers))
+    finally:
+        await producer.stop()
+
+
 async def test_resident_registered_in_the_registry_reaches_the_orders_projection(registry, orders, settings):
     puyang = token_for(settings, "county", "410928")
     response = await registry.post("/v1/residents", headers=puyang, json={
@@ -50,6 +68,7 @@ async def test_resident_registered_in_the_registry_reaches_the_orders_projection
         "village": "东街社区", "living_arrangement": "alone", "categories": ["minimum_allowance"], "ability_level": 1})
     assert response.status_code == 201, response.text
     rid = response.json()["id"]
+    await forward_registry_events(settings, orders, rid, 1)
     row = await projected(orders, rid)
     assert (row["county_code"], row["living_arrangement"], list(row["categories"]), row["ability_level"]) == (
         "410928", "alone", ["minimum_allowance"], 1)
@@ -57,16 +76,17 @@ async def test_resident_registered_in_the_registry_reaches_the_orders_projection
     r = await registry.patch(f"/v1/residents/{rid}", headers={**puyang, "If-Match": etag},
                              json={"categories": ["minimum_allowance", "dementia"]})
     assert r.status_code == 200, r.text
+    await forward_registry_events(settings, orders, rid, 2)
     row = await projected(orders, rid, version=2)
     assert sorted(row["categories"]) == ["dementia", "minimum_allowance"]
 
 
 async def test_an_older_snapshot_arriving_late_does_not_undo_a_newer_one(orders, settings):
     rid = str(uuid.uuid4())
-    await publish_residents(settings, [snapshot_event(rid, version=3, ability_level=4, categories=["dementia"]),
-                                       snapshot_event(rid, version=2, event_type="eldercare.resident.updated.v1",
-                                                      categories=[]),
-                                       assessed(rid, 3)])
+    await publish_residents(runtime_of(orders).settings, [
+        snapshot_event(rid, version=3, ability_level=4, categories=["dementia"]),
+        snapshot_event(rid, version=2, event_type="eldercare.resident.updated.v1", categories=[]),
+        assessed(rid, 3)])
     row = await after_marker(orders, rid)
     assert (row["version"], list(row["categories"]), row["home_lat"]) == (3, ["dementia"], HOME[0])
 
@@ -96,7 +116,7 @@ async def after_marker(orders, rid: str, level: int = 3):
 
 async def test_a_republished_snapshot_is_applied_by_version(orders, settings):
     rid = str(uuid.uuid4())
-    await publish_residents(settings, [
+    await publish_residents(runtime_of(orders).settings, [
         snapshot_event(rid, version=1),
         snapshot_event(rid, version=5, event_type="eldercare.resident.snapshot.v1", categories=["dementia"]),
         snapshot_event(rid, version=4, event_type="eldercare.resident.snapshot.v1", categories=[]),
@@ -236,7 +256,7 @@ async def test_deceased_or_transferred_residents_are_refused_and_a_visit_after_d
     from shared.events import make_event
 
     today = datetime.now(timezone(timedelta(hours=8))).date()
-    await publish_residents(settings, [make_event("eldercare.resident.deceased.v1", "registry", {
+    await publish_residents(runtime_of(orders).settings, [make_event("eldercare.resident.deceased.v1", "registry", {
         "resident_id": rid, "county_code": "410928", "date_of_death": today.isoformat()}, subject=rid)])
     county = token_for(settings, "county", "410928")
 
@@ -352,7 +372,7 @@ async def test_a_verified_visit_from_placement_to_rating_with_its_events(orders,
     assert r.status_code == 409 and r.json()["current_state"] == "rated"
     after = (await orders.get(f"/v1/orders/{oid}", headers=cg)).json()
     assert after["resident"]["township"] is None and after["resident"]["name"].endswith("*")
-    records = await read_topic(settings.kafka_bootstrap_servers, ORDERS.name, idle=3)
+    records = await read_topic(runtime_of(orders).settings.kafka_bootstrap_servers, ORDERS.name, idle=3)
     mine = [orjson.loads(r.value) for r in records if r.key == oid.encode()]
     assert [e["type"].split(".")[2] for e in mine] == [
         "placed", "accepted", "assigned", "checked_in", "completed", "settled", "rated"]

@@ -37,7 +37,8 @@ def cloud_event(type_: str, data: dict, subject: str | None, county: str = "4109
 
 async def register(registry, settings, county: str = "410928", *, living: str = "alone", birth_year: int | None = None,
                    categories: list[str] | None = None, name: str = "王秀英") -> str:
-    body = {"name": name, "id_number": fresh_id_number(), "county_code": county, "township": "城关镇",
+    id_number = fresh_id_number(county, birth_year) if birth_year is not None else fresh_id_number()
+    body = {"name": name, "id_number": id_number, "county_code": county, "township": "城关镇",
             "village": "东街社区", "living_arrangement": living, "categories": categories or [],
             "emergency_contact": "王建国", "emergency_phone": "13800001234"}
     response = await registry.post("/v1/residents", headers=token_for(settings, "county", county), json=body)

@@ -177,7 +177,7 @@ async def test_republished_snapshots_are_applied_by_version_without_going_backwa
     # A real resident's own snapshot, re-sent with higher versions: the residents topic is shared by the
     # suite, and reporting folds it too, so what is sent must agree with the registry.
     runtime = alerts.app.state.runtime
-    rid = await register(registry, settings, living="alone")
+    rid = await register(registry, settings, living="alone", birth_year=1941)  # 80+ and alone: high risk
     await projected(alerts, rid)
     records = await read_topic(bootstrap, "eldercare.registry.residents.v1", idle=1.0)
     [registered] = [e for r, e in json_records(records) if r.key == rid.encode()
