@@ -208,7 +208,8 @@ async def _measure(registry: str, alerts: str, bootstrap: str, county: str, toke
     watcher = asyncio.create_task(watch_sos(bootstrap, on_topic))
     await asyncio.wait_for(ready.wait(), 30)
     await asyncio.sleep(1.0)  # the watcher has its partitions
-    per_batch = 500
+    # Batches of 500; under 500/s a second's worth, so a slow run still posts a background.
+    per_batch = max(1, min(500, int(rate)))
     batches = int(rate / per_batch * seconds)
     bodies = [vitals_batch(i, per_batch) for i in range(batches)]
     errors = 0

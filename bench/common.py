@@ -12,29 +12,35 @@ from pathlib import Path
 import asyncpg
 
 from eldercare.infra import EmbeddedBroker, EmbeddedPostgres, free_port
-from shared.db import asyncpg_dsn, with_database
+from shared.db import asyncpg_dsn, database_name, with_database
 
 STATE = Path(os.environ.get("ELDERCARE_STATE_DIR", ".state")).resolve()
 
 
 @contextmanager
-def bench_infrastructure(database: str | None = None):
+def bench_infrastructure(database: str | None = None, state: Path | None = None):
     """(database_url, bootstrap): a fresh database and, unless KAFKA_BOOTSTRAP_SERVERS is set, a
     private broker (so a benchmark never disturbs a running platform). The database is named after
-    the process, so benchmarks run side by side never drop each other's data."""
+    the process, so benchmarks run side by side never drop each other's data.
+
+    Unless DATABASE_URL is set, PostgreSQL is the embedded one under `state` (default STATE), started
+    here if it is not running and then stopped on the way out: a command that measures several parts
+    opens this once for all of them (`eldercare bench registry --part all`) and gives each part a
+    fresh database with `fresh_database`, rather than stopping and starting the server in between."""
     database = database or f"eldercare_bench_{os.getpid()}"
+    state = Path(state).resolve() if state is not None else STATE
     _ephemeral_secret()
     postgres = None
     server_url = os.environ.get("DATABASE_URL")
     if server_url:
         server_url = with_database(server_url, "postgres")
     else:
-        postgres = EmbeddedPostgres(STATE / "pgdata").start()
+        postgres = EmbeddedPostgres(state / "pgdata").start()
         server_url = postgres.url_for("postgres")
     broker = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
-        broker = EmbeddedBroker(free_port(), STATE / "logs" / "bench-broker.log").start()
+        broker = EmbeddedBroker(free_port(), state / "logs" / "bench-broker.log").start()
         bootstrap = broker.bootstrap
     asyncio.run(_recreate(server_url, database))
     try:
@@ -45,6 +51,12 @@ def bench_infrastructure(database: str | None = None):
             broker.stop()
         if postgres is not None and postgres.started_here:
             postgres.stop()
+
+
+def fresh_database(url: str) -> None:
+    """Drop and create again the database `url` names (one `bench_infrastructure` gave): the next
+    part of a benchmark starts from an empty database on the same, still running server."""
+    asyncio.run(_recreate(with_database(url, "postgres"), database_name(url)))
 
 
 async def _recreate(server_url: str, database: str) -> None:

@@ -136,15 +136,17 @@ async def _server_version(url: str) -> str:
         await conn.close()
 
 
-def main(rows: int = 700_000, runs: int = 3, seed: int = DEFAULT_SEED) -> dict:
-    """Run the registry benchmark on a fresh database (embedded PostgreSQL unless DATABASE_URL is set)."""
+def main(rows: int = 700_000, runs: int = 3, seed: int = DEFAULT_SEED, url: str | None = None) -> dict:
+    """Run the registry benchmark on a fresh database (embedded PostgreSQL unless DATABASE_URL is set),
+    or on `url`'s (an empty database a caller's `bench_infrastructure` gave)."""
     path = dataset_path(STATE, rows, seed)
     if not path.exists():
         console.print(f"generating the synthetic city ({rows:,} rows) into {path}…")
         write_dataset(path, rows, seed)
+    if url is not None:
+        return asyncio.run(_run(url, path, runs))
     with bench_infrastructure() as (url, _bootstrap):
-        result = asyncio.run(_run(url, path, runs))
-    return result
+        return asyncio.run(_run(url, path, runs))
 
 
 async def _run(url: str, path: Path, runs: int) -> dict:

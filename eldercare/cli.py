@@ -323,17 +323,21 @@ def bench_registry(
     filtered search latency at a fixed rate; ingest gateway throughput in batches of 500."""
     if part not in ("import", "api", "ingest", "all"):
         raise typer.BadParameter("part is import, api, ingest or all")
-    if part in ("import", "all"):
-        from bench.registry import main
-        from shared.process import tune_process
+    from bench.common import bench_infrastructure, fresh_database
 
-        tune_process("registry")  # the import runs in this process, as in `eldercare seed`
-        main(rows=rows, runs=runs)
-    if part in ("api", "ingest", "all"):
-        from bench.common import bench_infrastructure
-        from bench.registry_api import bench_registry_api
+    # One server and broker for every part; each part gets an empty database of its own.
+    with bench_infrastructure() as (url, bootstrap):
+        if part in ("import", "all"):
+            from bench.registry import main
+            from shared.process import tune_process
 
-        with bench_infrastructure() as (url, bootstrap):
+            tune_process("registry")  # the import runs in this process, as in `eldercare seed`
+            main(rows=rows, runs=runs, url=url)
+        if part in ("api", "ingest", "all"):
+            from bench.registry_api import bench_registry_api
+
+            if part == "all":
+                fresh_database(url)  # not the import's residents and its outbox of events
             asyncio.run(bench_registry_api(url, bootstrap, rows, rate, seconds, ingest_batches=200,
                                            reads=part != "ingest"))
 

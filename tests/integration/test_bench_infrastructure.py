@@ -1,0 +1,91 @@
+"""bench/common.py's `bench_infrastructure`: what a benchmark command opens and closes, part after part
+in one process (`eldercare bench registry --part all` measured the import, left, then came back for the
+reads and failed with FileNotFoundError on the second server start). Lifetimes only, nothing timed."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import socket
+import uuid
+
+import asyncpg
+import pytest
+
+from bench.common import bench_infrastructure, fresh_database
+from eldercare.infra import EmbeddedPostgres
+from shared.db import asyncpg_dsn, with_database
+from tests.conftest import STATE
+
+
+@pytest.fixture
+def bench_state(monkeypatch):
+    """A state folder of the test's own with no DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS: the helper
+    starts (and stops) its own embedded PostgreSQL and broker there; the suite's are never touched."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("JWT_SECRET", secrets.token_urlsafe(48))
+    folder = STATE / "test-bench" / uuid.uuid4().hex[:8]
+    try:
+        yield folder
+    finally:
+        server = EmbeddedPostgres(folder / "pgdata")
+        if server.pgdata.exists() and server.is_running():
+            server.stop(mode="immediate")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _databases(url: str) -> set[str]:
+    conn = await asyncpg.connect(asyncpg_dsn(with_database(url, "postgres")))
+    try:
+        return {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
+    finally:
+        await conn.close()
+
+
+async def _write_and_count(url: str) -> int:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS part (n int)")
+        await conn.execute("INSERT INTO part VALUES (1)")
+        return await conn.fetchval("SELECT count(*) FROM part")
+    finally:
+        await conn.close()
+
+
+def _listening(bootstrap: str) -> bool:
+    host, port = bootstrap.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_two_parts_in_one_process_each_get_a_server_a_broker_and_an_empty_database(bench_state):
+    pgdata = EmbeddedPostgres(bench_state / "pgdata")
+    with bench_infrastructure("bench_part_one", state=bench_state) as (url, bootstrap):
+        assert asyncio.run(_write_and_count(url)) == 1
+        assert _listening(bootstrap)
+        first_bootstrap = bootstrap
+    # Started here, so stopped on the way out: the server and the broker are gone.
+    assert not pgdata.is_running()
+    assert not _listening(first_bootstrap)
+
+    # The next part in the same process starts them again and reaches its database.
+    with bench_infrastructure("bench_part_two", state=bench_state) as (url, bootstrap):
+        assert asyncio.run(_write_and_count(url)) == 1
+        assert _listening(bootstrap)
+        databases = asyncio.run(_databases(url))
+        assert "bench_part_two" in databases and "bench_part_one" not in databases
+    assert not pgdata.is_running()
+
+
+def test_fresh_database_empties_the_database_and_keeps_the_server(bench_state):
+    with bench_infrastructure("bench_fresh", state=bench_state) as (url, _bootstrap):
+        assert asyncio.run(_write_and_count(url)) == 1
+        assert asyncio.run(_write_and_count(url)) == 2
+        fresh_database(url)
+        # The same server, still running: the table is gone, so the count starts again.
+        assert asyncio.run(_write_and_count(url)) == 1
