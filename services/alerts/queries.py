@@ -1,4 +1,4 @@
-"""Read queries of the alerts API (listing, one alert, KPIs)."""
+"""Read queries of the alerts API (listing, one alert and its timeline, KPIs)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,17 @@ async def list_alerts(conn: asyncpg.Connection, *, county: str | None, status: l
 
 async def alert(conn: asyncpg.Connection, alert_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {ALERT_COLUMNS} FROM {ALERT_FROM} WHERE a.id = $1", alert_id)
+
+
+async def stream_seq(conn: asyncpg.Connection) -> int:
+    """The latest step's sequence number (0 before any), where a stream reader resumes from."""
+    return await conn.fetchval("SELECT coalesce(max(seq), 0) FROM alert_steps")
+
+
+async def timeline(conn: asyncpg.Connection, alert_id: uuid.UUID) -> list[asyncpg.Record]:
+    """An alert's steps in order."""
+    return await conn.fetch("SELECT seq, kind, at, actor, data FROM alert_steps WHERE alert_id = $1 ORDER BY seq",
+                            alert_id)
 
 
 async def kpis(conn: asyncpg.Connection, *, county: str | None, since: datetime | None, until: datetime,

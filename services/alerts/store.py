@@ -228,6 +228,117 @@ async def rule_book(conn: asyncpg.Connection) -> RuleBook:
     return _BOOK
 
 
+async def latest_rules(conn: asyncpg.Connection, scope: str) -> asyncpg.Record | None:
+    """A scope's latest rules version, or None."""
+    return await conn.fetchrow("SELECT scope, version, body, created_by, created_at, note FROM rules "
+                               "WHERE scope = $1 ORDER BY version DESC LIMIT 1", scope)
+
+
+async def latest_rules_per_scope(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The latest rules version of every scope (the city and each county override)."""
+    return await conn.fetch("SELECT DISTINCT ON (scope) scope, version, body, created_by, created_at, note "
+                            "FROM rules ORDER BY scope, version DESC")
+
+
+async def rules_history(conn: asyncpg.Connection, scope: str) -> list[asyncpg.Record]:
+    """Every rules version of a scope, newest first."""
+    return await conn.fetch("SELECT scope, version, body, created_by, created_at, note FROM rules "
+                            "WHERE scope = $1 ORDER BY version DESC", scope)
+
+
+async def lock_rules(conn: asyncpg.Connection, scope: str) -> None:
+    """Serialise writers of one scope's rules until the caller's transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"rules:{scope}")
+
+
+async def insert_rules(conn: asyncpg.Connection, scope: str, version: int, body: dict, created_by: str,
+                       note: str | None) -> asyncpg.Record:
+    """Store a new rules version of a scope."""
+    return await conn.fetchrow("INSERT INTO rules (scope, version, body, created_by, note) VALUES ($1,$2,$3,$4,$5) "
+                               "RETURNING scope, version, body, created_by, created_at, note",
+                               scope, version, body, created_by, note)
+
+
+# ------------------------------------------------------------------ silences
+
+async def silences(conn: asyncpg.Connection, county: str | None, all: bool) -> list[asyncpg.Record]:
+    """Silences of a county (None: every county), active only unless `all`, newest first."""
+    return await conn.fetch(
+        "SELECT * FROM silences WHERE ($1::text IS NULL OR county_code = $1) AND "
+        "($2 OR (revoked_at IS NULL AND expires_at > now())) ORDER BY created_at DESC LIMIT 500", county, all)
+
+
+async def insert_silence(conn: asyncpg.Connection, silence_id: uuid.UUID, county_code: str, cause: str | None,
+                         resident_id: uuid.UUID | None, device_id: str | None, owner: str | None, reason: str | None,
+                         starts_at: datetime, expires_at: datetime, created_by: str) -> asyncpg.Record:
+    """Store a new silence."""
+    return await conn.fetchrow(
+        "INSERT INTO silences (id, county_code, cause, resident_id, device_id, owner, reason, starts_at, expires_at, "
+        "created_by) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING *",
+        silence_id, county_code, cause, resident_id, device_id, owner, reason, starts_at, expires_at, created_by)
+
+
+async def silence_county(conn: asyncpg.Connection, silence_id: uuid.UUID) -> asyncpg.Record | None:
+    """The county of a silence, or None."""
+    return await conn.fetchrow("SELECT county_code FROM silences WHERE id = $1", silence_id)
+
+
+async def revoke_silence(conn: asyncpg.Connection, silence_id: uuid.UUID, revoked_by: str) -> asyncpg.Record:
+    """End a silence now (the first revocation's time and actor are kept)."""
+    return await conn.fetchrow("UPDATE silences SET revoked_at = coalesce(revoked_at, now()), "
+                               "revoked_by = coalesce(revoked_by, $2) WHERE id = $1 RETURNING *",
+                               silence_id, revoked_by)
+
+
+# ------------------------------------------------------------------ webhook subscriptions
+
+async def insert_subscription(conn: asyncpg.Connection, subscription_id: uuid.UUID, url: str,
+                              county_code: str | None, severities: list[str], secret: str,
+                              created_by: str) -> asyncpg.Record:
+    """Store a new webhook subscription."""
+    return await conn.fetchrow(
+        "INSERT INTO subscriptions (id, url, county_code, severities, secret, created_by) "
+        "VALUES ($1,$2,$3,$4,$5,$6) RETURNING *", subscription_id, url, county_code, severities, secret, created_by)
+
+
+async def subscriptions(conn: asyncpg.Connection, county: str | None) -> list[asyncpg.Record]:
+    """Subscriptions of a county (None: all), oldest first."""
+    return await conn.fetch("SELECT * FROM subscriptions WHERE ($1::text IS NULL OR county_code = $1) "
+                            "ORDER BY created_at", county)
+
+
+async def subscription(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> asyncpg.Record | None:
+    """One subscription, or None."""
+    return await conn.fetchrow("SELECT * FROM subscriptions WHERE id = $1", subscription_id)
+
+
+async def delivery_counts(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict:
+    """{subscription id: {pending, delivered, dead}} for these subscriptions."""
+    rows = await conn.fetch("SELECT subscription_id, status, count(*) AS n FROM deliveries "
+                            "WHERE subscription_id = ANY($1::uuid[]) GROUP BY 1, 2", ids)
+    out: dict = {i: {"pending": 0, "delivered": 0, "dead": 0} for i in ids}
+    for r in rows:
+        out[r["subscription_id"]][r["status"]] = r["n"]
+    return out
+
+
+async def deliveries(conn: asyncpg.Connection, subscription_id: uuid.UUID, status: str | None,
+                     limit: int) -> list[asyncpg.Record]:
+    """A subscription's deliveries (of one status, if given), newest first."""
+    return await conn.fetch(
+        "SELECT id, msg_id, status, attempts, next_attempt_at, last_status, last_error, created_at, delivered_at "
+        "FROM deliveries WHERE subscription_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY id DESC LIMIT $3",
+        subscription_id, status, limit)
+
+
+async def stop_subscription(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> asyncpg.Record:
+    """Deactivate a subscription and mark its pending deliveries dead, in the caller's transaction."""
+    row = await conn.fetchrow("UPDATE subscriptions SET active = false WHERE id = $1 RETURNING *", subscription_id)
+    await conn.execute("UPDATE deliveries SET status = 'dead', last_error = 'subscription stopped' "
+                       "WHERE subscription_id = $1 AND status = 'pending'", subscription_id)
+    return row
+
+
 ALERT_COLUMNS = """a.id, a.county_code, a.resident_id, a.device_id, a.cause, a.severity, a.status, a.level,
 a.count, a.first_seen_at, a.last_seen_at, a.raised_at, a.acknowledged_at, a.acknowledged_by, a.dispatched_at,
 a.dispatch, a.resolved_at, a.resolved_by, a.resolution, a.resolution_note, a.escalate_at, a.escalated_at,

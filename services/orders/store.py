@@ -327,6 +327,22 @@ async def fetch_order(conn: asyncpg.Connection, order_id: uuid.UUID, *, for_upda
     return await conn.fetchrow(f"SELECT * FROM orders WHERE id = $1{lock}", order_id)
 
 
+async def list_orders(conn: asyncpg.Connection, equal: list[tuple[str, object]],
+                      before: tuple[datetime, uuid.UUID] | None, limit: int) -> list[asyncpg.Record]:
+    """Orders whose columns equal the values given, before a (placed_at, id) cursor, newest first."""
+    conditions, args = [], []
+    for column, value in equal:
+        args.append(value)
+        conditions.append(f"{column} = ${len(args)}")
+    if before is not None:
+        args += list(before)
+        conditions.append(f"(placed_at, id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    sql = (f"SELECT * FROM orders {'WHERE ' + ' AND '.join(conditions) if conditions else ''} "
+           f"ORDER BY placed_at DESC, id DESC LIMIT ${len(args)}")
+    return await conn.fetch(sql, *args)
+
+
 async def update_order(conn: asyncpg.Connection, order_id: uuid.UUID, changes: dict) -> asyncpg.Record:
     names = list(changes)
     sets = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
@@ -341,6 +357,12 @@ async def catalog_by_code(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]
 
 async def policy_rows(conn: asyncpg.Connection, scopes: list[str]) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT * FROM policies WHERE scope = ANY($1::text[]) ORDER BY scope, version", scopes)
+
+
+async def policies(conn: asyncpg.Connection, scope: str | None) -> list[asyncpg.Record]:
+    """Every policy version, or one scope's, ordered by scope and version."""
+    return await conn.fetch("SELECT * FROM policies WHERE ($1::text IS NULL OR scope = $1) ORDER BY scope, version",
+                            scope)
 
 
 async def closed_months(conn: asyncpg.Connection, county: str, from_month: str) -> set[str]:

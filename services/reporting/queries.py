@@ -1,4 +1,5 @@
-"""Reading the aggregates and the task-list targets (never personal data)."""
+"""Reporting's queries: the aggregates and the task-list targets (never personal data), the
+consistency check's reads and the rebuild's reset."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from shared.regions import load_counties
 
 FACILITY_TYPES = ("county_special_care", "street_center", "daycare_center", "township_home", "happiness_home",
                   "institution")
+REBUILD_TABLES = ("residents", "agg_counts", "facilities", "training", "training_records", "county_activity")
 
 
 async def load_counts(conn: asyncpg.Connection) -> dict[str, dict[str, dict[str, int]]]:
@@ -47,6 +49,43 @@ async def load_training(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
         out[CITY]["trainees"] += r["trainees"]
         out[CITY]["sessions"] += r["sessions"]
     return out
+
+
+async def last_heard(conn: asyncpg.Connection) -> dict[str, datetime]:
+    """When each county platform last posted: {county_code: last_event_at}."""
+    return {r["county_code"]: r["last_event_at"]
+            for r in await conn.fetch("SELECT county_code, last_event_at FROM county_activity")}
+
+
+async def facility_reports(conn: asyncpg.Connection) -> list[dict]:
+    """Every facility report as folded, one dict per facility."""
+    return [dict(r) for r in await conn.fetch(
+        "SELECT county_code, facility_id, facility_type, beds, nursing_beds, occupied, reported_at "
+        "FROM facilities")]
+
+
+async def training_records(conn: asyncpg.Connection) -> list[dict]:
+    """Every training record folded, by event id."""
+    return [dict(r) for r in await conn.fetch(
+        "SELECT event_id, county_code, trainees FROM training_records")]
+
+
+async def training_totals(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
+    """{county_code: {trainees, sessions}} as folded."""
+    return {r["county_code"]: {"trainees": r["trainees"], "sessions": r["sessions"]}
+            for r in await conn.fetch("SELECT county_code, trainees, sessions FROM training")}
+
+
+async def residents_by_id(conn: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Record]:
+    """The folded state of these residents (those reporting has seen)."""
+    return await conn.fetch("SELECT * FROM residents WHERE resident_id = ANY($1::text[]::uuid[])", ids)
+
+
+async def reset_for_rebuild(conn: asyncpg.Connection, consumer: str) -> int:
+    """Empty every folded table and the consumer's inbox, in the caller's transaction; the stream's seq."""
+    await conn.execute(f"TRUNCATE {', '.join(REBUILD_TABLES)}")
+    await conn.execute("DELETE FROM inbox WHERE consumer = $1", consumer)
+    return await conn.fetchval("SELECT seq FROM stream_state WHERE id = 1")
 
 
 def scope_view(scope: str, counts: dict, facilities: dict, training: dict, today: date) -> dict:

@@ -65,7 +65,7 @@ async def list_alerts(
         rows = await queries.list_alerts(conn, county=county, status=status, severity=severity, cause=cause,
                                          level=level, resident_id=resident_id, since=since, until=until,
                                          include_silenced=include_silenced, after=after, limit=limit + 1)
-        seq = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM alert_steps")
+        seq = await queries.stream_seq(conn)
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": [present(r, principal) for r in rows], "stream_seq": seq,
@@ -82,8 +82,7 @@ async def _view(conn, principal: Principal, alert_id: uuid.UUID) -> dict:
     row = await queries.alert(conn, alert_id)
     if row is None or not in_scope(principal, row["county_code"]):
         raise NotFound("No such alert in this token's scope.", field="alert_id")
-    steps = await conn.fetch("SELECT seq, kind, at, actor, data FROM alert_steps WHERE alert_id = $1 ORDER BY seq",
-                             alert_id)
+    steps = await queries.timeline(conn, alert_id)
     view = present(row, principal)
     view["timeline"] = [{"seq": s["seq"], "kind": s["kind"], "at": s["at"], "actor": s["actor"],
                          **({"data": s["data"]} if principal.role != Role.VIEWER else {})} for s in steps]

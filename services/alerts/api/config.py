@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
 
+from services.alerts import store
 from services.alerts.api.deps import City, Operator, Reader
 from services.alerts.api.schemas import RulesBody, SilenceBody, SubscriptionBody
 from services.alerts.domain.rules import Rules, merge
@@ -29,11 +30,6 @@ def _known_county(code: str, field: str = "county_code") -> None:
 
 # ------------------------------------------------------------------ rules
 
-async def _latest(conn, scope: str):
-    return await conn.fetchrow("SELECT scope, version, body, created_by, created_at, note FROM rules "
-                               "WHERE scope = $1 ORDER BY version DESC LIMIT 1", scope)
-
-
 def _rule_view(row) -> dict | None:
     return None if row is None else {"scope": row["scope"], "version": row["version"], "rules": row["body"],
                                      "created_by": row["created_by"], "created_at": row["created_at"],
@@ -50,8 +46,7 @@ def _invalid(exc: ValidationError) -> Unprocessable:
 async def get_rules(principal: Reader, runtime: RuntimeDep, county_code: Annotated[
         str | None, Query(pattern=r"^\d{6}$", description="also show the merged rules in force there")] = None) -> dict:
     async with runtime.db.connection() as conn:
-        rows = await conn.fetch("SELECT DISTINCT ON (scope) scope, version, body, created_by, created_at, note "
-                                "FROM rules ORDER BY scope, version DESC")
+        rows = await store.latest_rules_per_scope(conn)
     latest = {r["scope"]: r for r in rows}
     out = {"city": _rule_view(latest["city"]),
            "counties": {s: _rule_view(r) for s, r in sorted(latest.items()) if s != "city"}}
@@ -68,23 +63,20 @@ async def get_rules(principal: Reader, runtime: RuntimeDep, county_code: Annotat
 async def rules_history(principal: Reader, runtime: RuntimeDep,
                         scope: Annotated[str, Query(pattern=r"^(city|\d{6})$")] = "city") -> dict:
     async with runtime.db.connection() as conn:
-        rows = await conn.fetch("SELECT scope, version, body, created_by, created_at, note FROM rules "
-                                "WHERE scope = $1 ORDER BY version DESC", scope)
+        rows = await store.rules_history(conn, scope)
     return {"scope": scope, "versions": [_rule_view(r) for r in rows]}
 
 
 async def _save(runtime, principal: Principal, scope: str, body: RulesBody, validate) -> dict:
     async with runtime.db.transaction() as conn:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"rules:{scope}")
-        current = await _latest(conn, scope)
+        await store.lock_rules(conn, scope)
+        current = await store.latest_rules(conn, scope)
         version = current["version"] if current else 0
         if body.base_version is not None and body.base_version != version:
             raise Conflict(f"The {scope} rules are at version {version}, not {body.base_version}; reload and retry.",
                            field="base_version")
         validate(conn, body.rules)
-        row = await conn.fetchrow("INSERT INTO rules (scope, version, body, created_by, note) VALUES ($1,$2,$3,$4,$5) "
-                                  "RETURNING scope, version, body, created_by, created_at, note",
-                                  scope, version + 1, body.rules, principal.subject, body.note)
+        row = await store.insert_rules(conn, scope, version + 1, body.rules, principal.subject, body.note)
     return _rule_view(row)
 
 
@@ -106,7 +98,7 @@ async def put_city_rules(body: RulesBody, principal: City, runtime: RuntimeDep) 
 async def put_county_rules(code: str, body: RulesBody, principal: City, runtime: RuntimeDep) -> dict:
     _known_county(code, "code")
     async with runtime.db.connection() as conn:
-        city = (await _latest(conn, "city"))["body"]
+        city = (await store.latest_rules(conn, "city"))["body"]
     try:
         Rules.model_validate(merge(city, body.rules))
     except ValidationError as exc:
@@ -124,9 +116,7 @@ def _silence_view(r) -> dict:
 async def list_silences(principal: Reader, runtime: RuntimeDep, all: bool = False) -> dict:
     county = principal.county if principal.role == Role.COUNTY else None
     async with runtime.db.connection() as conn:
-        rows = await conn.fetch(
-            "SELECT * FROM silences WHERE ($1::text IS NULL OR county_code = $1) AND "
-            "($2 OR (revoked_at IS NULL AND expires_at > now())) ORDER BY created_at DESC LIMIT 500", county, all)
+        rows = await store.silences(conn, county, all)
     return {"items": [_silence_view(r) for r in rows]}
 
 
@@ -146,11 +136,9 @@ async def create_silence(body: SilenceBody, principal: Operator, runtime: Runtim
     if body.cause is None and body.resident_id is None and body.device_id is None:
         raise Unprocessable("Name a cause, a resident or a device: a whole county is never muted.", field="cause")
     async with runtime.db.transaction() as conn:
-        row = await conn.fetchrow(
-            "INSERT INTO silences (id, county_code, cause, resident_id, device_id, owner, reason, starts_at, expires_at, "
-            "created_by) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING *",
-            uuid.uuid4(), body.county_code, body.cause, body.resident_id, body.device_id, body.owner, body.reason,
-            starts, body.expires_at, principal.subject)
+        row = await store.insert_silence(conn, uuid.uuid4(), body.county_code, body.cause, body.resident_id,
+                                         body.device_id, body.owner, body.reason, starts, body.expires_at,
+                                         principal.subject)
     return _silence_view(row)
 
 
@@ -158,12 +146,10 @@ async def create_silence(body: SilenceBody, principal: Operator, runtime: Runtim
                responses={404: {"description": "No such silence in scope"}})
 async def revoke_silence(silence_id: uuid.UUID, principal: Operator, runtime: RuntimeDep) -> dict:
     async with runtime.db.transaction() as conn:
-        row = await conn.fetchrow("SELECT county_code FROM silences WHERE id = $1", silence_id)
+        row = await store.silence_county(conn, silence_id)
         if row is None or not principal.may_see_county(row["county_code"]):
             raise NotFound("No such silence in this token's scope.", field="silence_id")
-        row = await conn.fetchrow("UPDATE silences SET revoked_at = coalesce(revoked_at, now()), "
-                                  "revoked_by = coalesce(revoked_by, $2) WHERE id = $1 RETURNING *",
-                                  silence_id, principal.subject)
+        row = await store.revoke_silence(conn, silence_id, principal.subject)
     return _silence_view(row)
 
 
@@ -195,34 +181,22 @@ async def create_subscription(body: SubscriptionBody, principal: Operator, runti
         raise Unprocessable(f"unknown severity {sorted(bad)[0]!r}", field="severities")
     secret = body.secret or new_secret()
     async with runtime.db.transaction() as conn:
-        row = await conn.fetchrow(
-            "INSERT INTO subscriptions (id, url, county_code, severities, secret, created_by) "
-            "VALUES ($1,$2,$3,$4,$5,$6) RETURNING *", uuid.uuid4(), str(body.url), body.county_code,
-            sorted(set(body.severities)), secret, principal.subject)
+        row = await store.insert_subscription(conn, uuid.uuid4(), str(body.url), body.county_code,
+                                              sorted(set(body.severities)), secret, principal.subject)
     return _sub_view(row, secret=secret)
-
-
-async def _stats(conn, ids: list[uuid.UUID]) -> dict:
-    rows = await conn.fetch("SELECT subscription_id, status, count(*) AS n FROM deliveries "
-                            "WHERE subscription_id = ANY($1::uuid[]) GROUP BY 1, 2", ids)
-    out: dict = {i: {"pending": 0, "delivered": 0, "dead": 0} for i in ids}
-    for r in rows:
-        out[r["subscription_id"]][r["status"]] = r["n"]
-    return out
 
 
 @router.get("/subscriptions", summary="Webhook subscriptions in scope with delivery counts")
 async def list_subscriptions(principal: Operator, runtime: RuntimeDep) -> dict:
     county = principal.county if principal.role == Role.COUNTY else None
     async with runtime.db.connection() as conn:
-        rows = await conn.fetch("SELECT * FROM subscriptions WHERE ($1::text IS NULL OR county_code = $1) "
-                                "ORDER BY created_at", county)
-        stats = await _stats(conn, [r["id"] for r in rows])
+        rows = await store.subscriptions(conn, county)
+        stats = await store.delivery_counts(conn, [r["id"] for r in rows])
     return {"items": [_sub_view(r, stats[r["id"]]) for r in rows]}
 
 
 async def _own_subscription(conn, principal: Principal, subscription_id: uuid.UUID):
-    row = await conn.fetchrow("SELECT * FROM subscriptions WHERE id = $1", subscription_id)
+    row = await store.subscription(conn, subscription_id)
     if row is None or (principal.role == Role.COUNTY and row["county_code"] != principal.county):
         raise NotFound("No such subscription in this token's scope.", field="subscription_id")
     return row
@@ -235,10 +209,7 @@ async def list_deliveries(subscription_id: uuid.UUID, principal: Operator, runti
                           limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
     async with runtime.db.connection() as conn:
         await _own_subscription(conn, principal, subscription_id)
-        rows = await conn.fetch(
-            "SELECT id, msg_id, status, attempts, next_attempt_at, last_status, last_error, created_at, delivered_at "
-            "FROM deliveries WHERE subscription_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY id DESC LIMIT $3",
-            subscription_id, status, limit)
+        rows = await store.deliveries(conn, subscription_id, status, limit)
     return {"items": [dict(r) for r in rows]}
 
 
@@ -246,7 +217,5 @@ async def list_deliveries(subscription_id: uuid.UUID, principal: Operator, runti
 async def delete_subscription(subscription_id: uuid.UUID, principal: Operator, runtime: RuntimeDep) -> dict:
     async with runtime.db.transaction() as conn:
         await _own_subscription(conn, principal, subscription_id)
-        row = await conn.fetchrow("UPDATE subscriptions SET active = false WHERE id = $1 RETURNING *", subscription_id)
-        await conn.execute("UPDATE deliveries SET status = 'dead', last_error = 'subscription stopped' "
-                           "WHERE subscription_id = $1 AND status = 'pending'", subscription_id)
+        row = await store.stop_subscription(conn, subscription_id)
     return _sub_view(row)

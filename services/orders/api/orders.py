@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.orders import handlers
+from services.orders import handlers, store
 from services.orders.api.schemas import AssignIn, CheckOutIn, ConfirmIn, OrderIn, RateIn, ReasonIn, VisitIn
 from services.orders.domain.errors import OrderNotFound
 from services.orders.domain.lifecycle import STATES
@@ -91,28 +91,13 @@ async def list_orders(request: Request, principal: CurrentPrincipal, runtime: Ru
              Role.CAREGIVER: ("caregiver_id", principal.caregiver_id)}
     if principal.role == Role.VIEWER:
         raise Forbidden("The viewer role sees aggregates only.")
-    conditions, args = [], []
-
-    def where(sql: str, value) -> None:
-        args.append(value)
-        conditions.append(sql.format(f"${len(args)}"))
-
-    if principal.role in scope:
-        column, value = scope[principal.role]
-        where(f"{column} = {{}}", value)
-    for column, value in (("state", state), ("county_code", county), ("provider_id", provider),
-                          ("resident_id", resident_id)):
-        if value is not None:
-            where(f"{column} = {{}}", value)
-    if cursor:
-        at, oid = _parse_cursor(request, cursor)
-        args += [at, oid]
-        conditions.append(f"(placed_at, id) < (${len(args) - 1}, ${len(args)})")
-    args.append(limit + 1)
-    sql = (f"SELECT * FROM orders {'WHERE ' + ' AND '.join(conditions) if conditions else ''} "
-           f"ORDER BY placed_at DESC, id DESC LIMIT ${len(args)}")
+    equal = [scope[principal.role]] if principal.role in scope else []
+    equal += [(column, value) for column, value in (("state", state), ("county_code", county),
+                                                    ("provider_id", provider), ("resident_id", resident_id))
+              if value is not None]
+    before = _parse_cursor(request, cursor) if cursor else None
     async with runtime.db.connection() as conn:
-        rows = await conn.fetch(sql, *args)
+        rows = await store.list_orders(conn, equal, before, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return {"orders": [handlers.order_view(r, principal) for r in rows],
@@ -122,10 +107,10 @@ async def list_orders(request: Request, principal: CurrentPrincipal, runtime: Ru
 @router.get("/orders/{order_id}", responses=PROBLEMS, summary="An order (ETag)")
 async def get_order(order_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep) -> JSONResponse:
     async with runtime.db.connection() as conn:
-        row = await handlers.store.fetch_order(conn, order_id)
+        row = await store.fetch_order(conn, order_id)
         if row is None or not handlers.may_see_order(principal, row):
             raise OrderNotFound("No order has this id in the token's scope.", field="id")
-        resident = await handlers.store.fetch_resident(conn, row["resident_id"])
+        resident = await store.fetch_resident(conn, row["resident_id"])
     return _json(_response(row, principal, resident))
 
 

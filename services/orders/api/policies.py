@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from services.orders import handlers
+from services.orders import handlers, store
 from services.orders.api.schemas import PolicyIn
 from services.orders.domain.policies import CITY, benefit_document, resolve
 from shared.auth import CurrentPrincipal
@@ -24,8 +24,7 @@ Month = Annotated[str | None, Query(description="YYYY-MM (default: this month)")
 async def list_policies(principal: CurrentPrincipal, runtime: RuntimeDep,
                         scope: Annotated[str | None, Query(max_length=6)] = None) -> dict:
     async with runtime.db.connection() as conn:
-        rows = await conn.fetch("SELECT * FROM policies WHERE ($1::text IS NULL OR scope = $1) ORDER BY scope, version",
-                                scope)
+        rows = await store.policies(conn, scope)
     return {"policies": [handlers.policy_view(r) for r in rows]}
 
 

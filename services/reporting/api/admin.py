@@ -25,7 +25,6 @@ from shared.service import RuntimeDep, ServiceRuntime
 router = APIRouter(prefix="/v1", tags=["operations"])
 CityOnly = Depends(require_roles(Role.CITY))
 LOG_EXTENT_TIMEOUT_S = 10
-REBUILD_TABLES = ("residents", "agg_counts", "facilities", "training", "training_records", "county_activity")
 
 
 @router.post("/admin/rebuild", summary="Rebuild every aggregate from the event log (city only)",
@@ -36,9 +35,7 @@ async def rebuild(runtime: RuntimeDep) -> dict:
     consumer = _consumer(runtime)
     async with consumer.lock:
         async with runtime.db.transaction() as conn:
-            await conn.execute(f"TRUNCATE {', '.join(REBUILD_TABLES)}")
-            await conn.execute("DELETE FROM inbox WHERE consumer = $1", CONSUMER)
-            seq = await conn.fetchval("SELECT seq FROM stream_state WHERE id = 1")
+            seq = await queries.reset_for_rebuild(conn, CONSUMER)
         broadcaster_of(runtime).reset(seq)
         await consumer.rewind()
         consumer.applied_total = 0
@@ -98,18 +95,13 @@ async def consistency(runtime: RuntimeDep) -> dict:
     async with runtime.db.connection() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             ours = await queries.load_counts(conn)  # the first read fixes reporting's snapshot
-            our_facilities = [dict(r) for r in await conn.fetch(
-                "SELECT county_code, facility_id, facility_type, beds, nursing_beds, occupied, reported_at "
-                "FROM facilities")]
-            our_records = [dict(r) for r in await conn.fetch(
-                "SELECT event_id, county_code, trainees FROM training_records")]
-            our_totals = {r["county_code"]: {"trainees": r["trainees"], "sessions": r["sessions"]}
-                          for r in await conn.fetch("SELECT county_code, trainees, sessions FROM training")}
+            our_facilities = await queries.facility_reports(conn)
+            our_records = await queries.training_records(conn)
+            our_totals = await queries.training_totals(conn)
             registry = await _registry_get(runtime, "/v1/stats/residents", {"recent_seconds": CONSISTENCY_WINDOW_S})
             reports = await _registry_get(runtime, "/v1/stats/reports", {})
             recent = registry.get("recent", [])
-            states = await conn.fetch("SELECT * FROM residents WHERE resident_id = ANY($1::text[]::uuid[])",
-                                      [r["id"] for r in recent])
+            states = await queries.residents_by_id(conn, [r["id"] for r in recent])
         lag = await runtime.consumers[0].lag() if runtime.consumers else None
     mine = [(s.county_code, resident_buckets(s)) for s in map(_state, states)]
     theirs = [(r["county_code"], [tuple(b) for b in r["buckets"]]) for r in recent]

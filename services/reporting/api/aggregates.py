@@ -61,8 +61,7 @@ async def targets_rows(runtime: ServiceRuntime, county: str | None) -> tuple[int
     bed target is apportioned over all of them), then scoped."""
     async with runtime.db.transaction() as conn:
         snap = await queries.aggregates(conn, today_local())
-        last_heard = {r["county_code"]: r["last_event_at"]
-                      for r in await conn.fetch("SELECT county_code, last_event_at FROM county_activity")}
+        last_heard = await queries.last_heard(conn)
     return snap["seq"], scoped_rows(queries.targets_table(snap["scopes"], last_heard, datetime.now(timezone.utc)),
                                     county)
 
