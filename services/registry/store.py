@@ -127,6 +127,27 @@ async def resident_counts(conn: asyncpg.Connection) -> list:
     return await conn.fetch(STATS_SQL)
 
 
+async def transaction_time(conn: asyncpg.Connection):
+    """The current transaction's start time (the snapshot's time under REPEATABLE READ)."""
+    return await conn.fetchval("SELECT now()")
+
+
+# The county reports the registry keeps (migration 0006): the latest report per facility and every
+# training record, as forwarded (the payload's time is the one reporting orders reports by).
+REPORTS_SQL = """
+SELECT county_code, facility_id, event_id, e->'data'->>'facility_type' AS facility_type,
+       (e->'data'->>'beds')::int AS beds, (e->'data'->>'nursing_beds')::int AS nursing_beds,
+       (e->'data'->>'occupied')::int AS occupied, (e->'data'->>'trainees')::bigint AS trainees,
+       (e->>'time')::timestamptz AS at
+FROM county_reports, LATERAL (SELECT convert_from(payload, 'UTF8')::jsonb AS e) AS p
+"""
+
+
+async def county_reports(conn: asyncpg.Connection) -> list:
+    """The kept county reports: latest per facility and every training record."""
+    return await conn.fetch(REPORTS_SQL)
+
+
 async def recently_changed(conn: asyncpg.Connection, seconds: float) -> list:
     """Residents changed in the last `seconds`, with the columns their counting buckets come from."""
     return await conn.fetch(RECENT_SQL, seconds)

@@ -32,7 +32,7 @@ async def resident_stats(runtime: RuntimeDep, recent_seconds: float = Query(
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             rows = await store.resident_counts(conn)
             recent = await store.recently_changed(conn, recent_seconds) if recent_seconds else None
-            as_of = await conn.fetchval("SELECT now()")
+            as_of = await store.transaction_time(conn)
     for r in rows:
         for scope in (r["county_code"], "city"):
             bucket = counts[scope][r["dim"]]
@@ -48,17 +48,6 @@ def _row(record) -> SimpleNamespace:
     return SimpleNamespace(**{**dict(record), "categories": tuple(record["categories"] or ())})
 
 
-# The county reports the registry keeps (migration 0006): the latest report per facility and every
-# training record, as forwarded (the payload's time is the one reporting orders reports by).
-REPORTS_SQL = """
-SELECT county_code, facility_id, event_id, e->'data'->>'facility_type' AS facility_type,
-       (e->'data'->>'beds')::int AS beds, (e->'data'->>'nursing_beds')::int AS nursing_beds,
-       (e->'data'->>'occupied')::int AS occupied, (e->'data'->>'trainees')::bigint AS trainees,
-       (e->>'time')::timestamptz AS at
-FROM county_reports, LATERAL (SELECT convert_from(payload, 'UTF8')::jsonb AS e) AS p
-"""
-
-
 @router.get("/stats/reports", summary="The county reports the registry holds: latest per facility, every training "
             "record (no personal data)", dependencies=[Depends(require_roles(Role.CITY, Role.VIEWER))])
 async def report_stats(runtime: RuntimeDep) -> dict:
@@ -66,7 +55,7 @@ async def report_stats(runtime: RuntimeDep) -> dict:
     reporting's consistency check to compare facility by facility and record by record."""
     async with runtime.db.connection() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            rows = await conn.fetch(REPORTS_SQL)
+            rows = await store.county_reports(conn)
     facilities, training = [], []
     for r in rows:
         if r["facility_id"] is not None:
