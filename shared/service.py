@@ -144,11 +144,18 @@ def health_router(name: str) -> APIRouter:
             checks["broker"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["broker"] = f"unreachable: {type(exc).__name__}"
+        # The relay's leader checks the topics it publishes to; one missing or with another
+        # partition count is named here (nothing is published into it until it is right).
+        if runtime.relay is not None and runtime.relay.topic_problems:
+            checks["topics"] = "; ".join(f"{t} {p}" for t, p in sorted(runtime.relay.topic_problems.items()))
+        else:
+            checks["topics"] = "ok"
         ready = all(v == "ok" for v in checks.values())
         body = {"status": "ready" if ready else "not ready", "service": name, "checks": checks}
         if runtime.relay is not None:
             body["relay"] = {"leader": runtime.relay.is_leader, "published": runtime.relay.published_total,
-                             "replays": runtime.relay.replays}
+                             "replays": runtime.relay.replays,
+                             "replaying": runtime.relay.replay is not None}
         return JSONResponse(body, status_code=200 if ready else 503,
                             headers=None if ready else {"Retry-After": str(DATABASE_RETRY_AFTER_S)})
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from shared.db import CONNECTION_ERRORS, connection_lost
 from shared.events import UnknownEventType, parse_data
 from shared.events.envelope import CloudEvent
+from shared.messaging.kafka import disable_topic_auto_creation
 from shared.messaging.outbox import add_rows, dead_letter_row
 from shared.observability import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, reset_traceparent, set_traceparent
 
@@ -135,7 +136,9 @@ class EventConsumer:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
-        """Consume until cancelled, reconnecting after broker outages."""
+        """Consume until cancelled, reconnecting after broker outages. A subscribed topic that does
+        not exist is waited for (start fails, we retry), never auto-created."""
+        disable_topic_auto_creation()
         while True:
             consumer = AIOKafkaConsumer(
                 *self.topics,
