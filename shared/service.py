@@ -21,6 +21,7 @@ from shared.messaging.consumer import EventConsumer
 from shared.messaging.kafka import wait_for_broker
 from shared.messaging.pruning import SHARED_TARGETS, PruneTarget, Pruner
 from shared.messaging.relay import OutboxRelay
+from shared.messaging.topics import INGEST
 from shared.migrations import upgrade_async
 from shared.observability import configure_logging
 from shared.problems import DATABASE_RETRY_AFTER_S, ProblemMap, ServiceUnavailable, install_problem_handlers
@@ -105,6 +106,7 @@ async def start_runtime(name: str, settings: PlatformSettings, consumers: Consum
         batch_size=settings.outbox_batch_size,
         retention_days=settings.outbox_retention_days,
         check_interval=settings.relay_check_interval_s,
+        topic_retention_hours={INGEST.name: settings.outbox_telemetry_retention_hours},
     )
     runtime.pruner = Pruner(
         service=name, database_url=url, schema=name, targets=(*SHARED_TARGETS, *prune_targets),

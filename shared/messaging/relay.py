@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.db import CONNECTION_ERRORS, connect
-from shared.messaging.kafka import ensure_topics, make_probe_consumer, make_producer, topic_partitions, topic_problems
+from shared.messaging.kafka import make_probe_consumer, make_producer, topic_partitions, topic_problems
 from shared.messaging.outbox import encode_headers
 from shared.messaging.partitioning import partition_for
 from shared.messaging.schema import notify_channel
@@ -120,6 +120,7 @@ class OutboxRelay:
         retention_days: float = 7.0,
         check_interval: float = 2.0,
         topics: list[str] | None = None,
+        topic_retention_hours: dict[str, float] | None = None,
     ) -> None:
         self.service = service
         self.database_url = database_url
@@ -129,13 +130,14 @@ class OutboxRelay:
         self.replication = replication
         self.batch_size = batch_size
         self.retention_hours = retention_days * 24
+        self.topic_retention_hours = topic_retention_hours or {}
         self.check_interval = check_interval
         self.topics = topics or all_topic_names()
         self._highs: dict[tuple[str, int], int] = {}
         self._floors: dict[tuple[str, int], int] = {}
         self.published_total = 0
         self.replays = 0
-        self.replayed_total = 0
+        self.replayed_total = 0  # rows sent by the current (or last) replay
         self.replay: Replay | None = None
         self.losses = 0
         # {topic: problem} while a topic is missing or has another partition count (for /readyz).
@@ -298,9 +300,11 @@ class OutboxRelay:
             raise TopicsNotReady(problems)
 
     async def _connect_broker(self) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
-        # Missing topics are created as configured (partition count, retention); one with another
-        # partition count is reported and waited out (_check_topics), never written into.
-        await ensure_topics(self.bootstrap, self.topics, self.partitions, self.replication, timeout=10)
+        # The relay creates no topic: a missing one, or one with another partition count, is reported
+        # and waited out (_check_topics), never written into. Topics are created by the launcher and
+        # by the embedded broker's supervisor (or an operator): one creator, as several creating the
+        # same topic at once after a broker restart can make the embedded broker replace a topic
+        # that was just written into.
         producer = make_producer(self.bootstrap, f"{self.service}-relay")
         probe = make_probe_consumer(self.bootstrap, f"{self.service}-relay-probe")
         try:
@@ -445,6 +449,7 @@ class OutboxRelay:
         self.losses += 1
         self.replay = replay
         self.replays += 1
+        self.replayed_total = 0
         OUTBOX_REPLAYS.labels(self.service).inc()
         events = await self._to_go(conn) if replay else 0
         log.warning(
@@ -479,7 +484,8 @@ class OutboxRelay:
         state OUTBOX_RETENTION_DAYS: see shared/messaging/topics.py); unpublished rows always stay.
         Each DELETE reads only the rows it drops (index on topic, published_at)."""
         for topic in self.topics:
-            hours = outbox_retention_hours(topic, self.retention_hours)
+            hours = min(self.topic_retention_hours.get(topic, outbox_retention_hours(topic, self.retention_hours)),
+                        self.retention_hours)
             if hours < self.retention_hours:
                 await conn.execute(
                     "DELETE FROM outbox WHERE topic = $1 AND published_at < now() - make_interval(secs => $2)",
