@@ -274,3 +274,40 @@ async def _caught_up(db: Database, written: dict[str, int]) -> bool:
 
 async def _equal(db: Database, writer: Writer) -> bool:
     return await projection(db) == writer.expected
+
+
+async def test_broker_restarted_by_hand_gets_no_topic_auto_created_and_nothing_is_sent_until_recreated(
+        database_url, private_broker, unique, caplog):
+    # The case: the broker started again with its own command line (no topics) while a
+    # consumer and the relay keep asking for theirs. Before the fix the consumer's metadata request
+    # auto-created the topic with Tansu's 4 partitions and the relay wrote into it.
+    caplog.set_level(logging.INFO)
+    schema, topic = f"t_{unique}", f"test.{unique}.v1"
+    await create_schema(database_url, schema, [COUNTS_DDL])
+    supervisor = BrokerSupervisor(private_broker, [topic, topic + ".dlq"], PARTITIONS, topic_check_s=0.0)
+    await asyncio.to_thread(supervisor.check)
+    db = Database(database_url, schema, pool_size=4)
+    await db.start()
+    relay = relay_for(database_url, schema, private_broker.bootstrap, topic)
+    consumer = EventConsumer(name=f"c-{unique}", topics=[topic], handlers={TRAINING: count_handler},
+                             pool=db.pool, bootstrap=private_broker.bootstrap, schema=schema)
+    writer = Writer(database_url, schema, topic)
+    try:
+        async with running(relay, consumer):
+            traffic = asyncio.create_task(writer.run(batches=60))
+            await eventually(lambda: _applied([consumer], 100), timeout=60, message="projection started")
+            private_broker.kill()
+            private_broker.start()  # by hand: empty, no topics
+            await traffic
+            await eventually(lambda: _flag("missing" in relay.topic_problems.get(topic, "")), timeout=20,
+                             message="missing topic reported")
+            await asyncio.sleep(3.0)  # the consumer keeps asking for its topic meanwhile
+            assert await check_topics(private_broker.bootstrap, [topic], PARTITIONS) == {topic: "missing"}
+            assert await asyncio.to_thread(supervisor.check) == "topics"  # the supervisor's periodic check
+            await eventually(lambda: _equal(db, writer), timeout=90, message="projection equal to the source")
+            records = await read_topic(private_broker.bootstrap, topic, expect=600, timeout=30)
+    finally:
+        await db.close()
+    assert {r.partition for r in records} <= set(range(PARTITIONS))
+    assert len({orjson.loads(r.value)["id"] for r in records}) == 600
+    assert relay.replays == 1 and len(losses_logged(caplog, schema)) == 1
