@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,10 +19,10 @@ from shared.db import Database, database_name, ensure_database, wait_for_databas
 from shared.events.asyncapi import build_asyncapi
 from shared.http import FastJSONResponse, PlatformMiddleware
 from shared.messaging.consumer import EventConsumer
-from shared.messaging.kafka import wait_for_broker
+from shared.messaging.kafka import ensure_topics, wait_for_broker
 from shared.messaging.pruning import SHARED_TARGETS, PruneTarget, Pruner
 from shared.messaging.relay import OutboxRelay
-from shared.messaging.topics import INGEST
+from shared.messaging.topics import INGEST, all_topic_names
 from shared.migrations import upgrade_async
 from shared.observability import configure_logging
 from shared.problems import DATABASE_RETRY_AFTER_S, ProblemMap, ServiceUnavailable, install_problem_handlers
@@ -91,6 +92,7 @@ async def start_runtime(name: str, settings: PlatformSettings, consumers: Consum
     url = require_database_url(settings)
     bootstrap = require_bootstrap(settings)
     await _wait_and_migrate(name, url)
+    await _create_missing_topics(name, bootstrap, settings)
     db = Database(url, schema=name, pool_size=settings.db_pool_size,
                   statement_timeout_s=settings.db_statement_timeout_s,
                   acquire_timeout=settings.db_acquire_timeout_s, command_timeout=settings.db_command_timeout_s)
@@ -122,6 +124,19 @@ async def _wait_and_migrate(name: str, url: str) -> None:
     await wait_for_database(with_database(url, "postgres") if database_name(url) != "postgres" else url)
     await ensure_database(url)
     await upgrade_async(name, url)
+
+
+async def _create_missing_topics(name: str, bootstrap: str, settings: PlatformSettings) -> None:
+    """Create missing platform topics once, at start (a deployment without the launcher, e.g.
+    docker-compose, has no one else to do it; Kafka settles concurrent creations of one topic). Never
+    again while running: after a broker restart the embedded broker's supervisor (or an operator)
+    creates them, and the relay waits (see OutboxRelay._connect_broker)."""
+    try:
+        await ensure_topics(bootstrap, all_topic_names(), settings.kafka_partitions,
+                            settings.kafka_replication_factor, timeout=10)
+    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        log.warning("could not check the topics at start (%s); the relay waits for them", exc,
+                    extra={"fields": {"service": name}})
 
 
 def health_router(name: str) -> APIRouter:
