@@ -117,8 +117,10 @@ class ServiceProcesses:
     def start(self, settings: PlatformSettings, infra: Infrastructure, log_dir: Path,
               services: tuple[str, ...] = SERVICES) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
+        # The partition count the topics were created with: a service expecting another publishes
+        # nothing (its relay reports the topics as wrong), so the children take the launcher's.
         env = dict(os.environ, DATABASE_URL=infra.database_url, KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap,
-                   JWT_SECRET=settings.require_jwt_secret())
+                   JWT_SECRET=settings.require_jwt_secret(), KAFKA_PARTITIONS=str(settings.kafka_partitions))
         for service in services:
             logfile = (log_dir / f"{service}.log").open("ab")
             self.processes[service] = subprocess.Popen(
