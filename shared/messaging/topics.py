@@ -67,6 +67,9 @@ AGGREGATES = Topic(
     "Reporting's aggregates for any screen to subscribe to: a delta per committed fold and periodic "
     "snapshots, sequence-numbered (key: aggregates, so one partition keeps them in order).",
     ("eldercare.reporting.aggregates.",),
+    # Derived frames, sent without an outbox: followers read back the last 10,000 on start (about a
+    # snapshot every 10 s), so a day is plenty; a rebuild never reads them.
+    config={"cleanup.policy": "delete", "retention.ms": str(DAY_MS)},
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (RESIDENTS, INGEST, ORDERS, ALERTS, AGGREGATES)
