@@ -18,7 +18,7 @@ from shared.messaging.consumer import EventConsumer
 from shared.messaging.kafka import ensure_topics
 from shared.messaging.outbox import add_rows, outbox_row
 from shared.messaging.relay import OutboxRelay
-from shared.messaging.schema import MESSAGING_DDL, statements
+from shared.messaging.schema import MESSAGING_DDL, RELAY_PROGRESS_DDL, statements
 
 console = Console()
 TRAINING = "eldercare.county.training.recorded.v1"
@@ -38,7 +38,7 @@ async def _schema(url: str, schema: str) -> None:
     try:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.execute(f'SET search_path TO "{schema}"')
-        for s in statements(MESSAGING_DDL) + ["CREATE TABLE sink (id bigserial, n int)"]:
+        for s in statements(MESSAGING_DDL) + statements(RELAY_PROGRESS_DDL) + ["CREATE TABLE sink (id bigserial, n int)"]:
             await conn.execute(s)
     finally:
         await conn.close()

@@ -224,3 +224,139 @@ def _die_with_parent() -> None:
 
 def which_python() -> str:
     return shutil.which("python3") or "python3"
+
+
+class BrokerSupervisor:
+    """Keeps the embedded broker up and bounded, in a thread of the launcher.
+
+    - The broker process exited (crashed, killed): start it again on the same address.
+    - Its resident memory passed the budget (the memory engine keeps every record for ever):
+      roll it, i.e. stop it and start it empty.
+    - After either, and every `topic_check_s`, every topic (and its .dlq) is created as configured
+      (partition count, retention); one that came back with another partition count (auto-created
+      by a client that does not ask otherwise) is deleted and created again. This broker is ours
+      and nothing is published into a topic with the wrong count (the relays wait), so nothing of
+      value is deleted.
+    The relays notice the emptied log and replay their retained outbox; the consumers rejoin and
+    read from the earliest offset, their inboxes dropping what they had applied. Each step is logged.
+
+    A broker it starts again is the child of its thread: the parent-death signal (see
+    EmbeddedBroker.start) stops that broker when the thread ends, i.e. when the supervisor stops."""
+
+    def __init__(self, broker: EmbeddedBroker, topics: list[str], partitions: int, replication: int = 1,
+                 memory_budget_bytes: int = 0, min_roll_interval_s: float = 600.0,
+                 check_interval_s: float = 0.5, memory_check_s: float = 5.0, topic_check_s: float = 10.0,
+                 say=None) -> None:
+        self.broker = broker
+        self.topics = topics
+        self.partitions = partitions
+        self.replication = replication
+        self.memory_budget_bytes = memory_budget_bytes
+        self.min_roll_interval_s = min_roll_interval_s
+        self.check_interval_s = check_interval_s
+        self.memory_check_s = memory_check_s
+        self.topic_check_s = topic_check_s
+        self.say = say or (lambda message: log.warning(message))
+        self.restarts = 0
+        self.rolls = 0
+        self.last_rss = 0
+        self._started_at = time.monotonic()
+        self._next_memory = self._next_topics = 0.0
+        self._warned_budget = False
+        self._stop = None
+        self._thread = None
+
+    def start(self) -> "BrokerSupervisor":
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="broker-supervisor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop supervising (before the broker itself is stopped, or it would be started again)."""
+        if self._stop is not None:
+            self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.check()
+            except Exception as exc:  # noqa: BLE001 - the supervisor must outlive one bad check
+                self.say(f"broker supervisor: check failed ({type(exc).__name__}: {exc}); trying again")
+            self._stop.wait(self.check_interval_s)
+
+    def check(self) -> str | None:
+        """One round: what was done ("restarted", "rolled", "topics"), or None."""
+        process = self.broker.process
+        if process is None or process.poll() is not None:
+            code = None if process is None else process.returncode
+            self.say(f"broker on {self.broker.bootstrap} exited (code {code}); starting it again on the same address")
+            self._start_again()
+            self.restarts += 1
+            return "restarted"
+        now = time.monotonic()
+        if self.memory_budget_bytes and now >= self._next_memory:
+            self._next_memory = now + self.memory_check_s
+            import psutil
+
+            try:
+                self.last_rss = psutil.Process(process.pid).memory_info().rss
+            except psutil.Error:
+                return None  # exited in between: the next round restarts it
+            if self.last_rss > self.memory_budget_bytes:
+                since = now - self._started_at
+                if since < self.min_roll_interval_s:
+                    if not self._warned_budget:
+                        self._warned_budget = True
+                        self.say(f"broker uses {self.last_rss / 2**20:.0f} MB, over its budget of "
+                                 f"{self.memory_budget_bytes / 2**20:.0f} MB, but was started {since:.0f}s ago; "
+                                 f"rolling it at the earliest {self.min_roll_interval_s:.0f}s after a start "
+                                 "(a budget below what the retained outboxes replay into it cannot be kept)")
+                    return None
+                self.say(f"broker uses {self.last_rss / 2**20:.0f} MB, over its budget of "
+                         f"{self.memory_budget_bytes / 2**20:.0f} MB: rolling it (stop, start empty, recreate "
+                         "topics; the relays replay their retained outbox)")
+                self.broker.stop()
+                self._start_again()
+                self.rolls += 1
+                return "rolled"
+        if now >= self._next_topics:
+            self._next_topics = now + self.topic_check_s
+            if self._fix_topics(quiet=True):
+                return "topics"
+        return None
+
+    def _start_again(self) -> None:
+        self.broker.start()
+        self._started_at = time.monotonic()
+        self._warned_budget = False
+        self.say(f"broker listening again on {self.broker.bootstrap} (pid {self.broker.process.pid}, empty log)")
+        self._fix_topics(quiet=False)
+        self._next_topics = time.monotonic() + self.topic_check_s
+
+    def _fix_topics(self, quiet: bool) -> bool:
+        import asyncio
+
+        from shared.messaging.kafka import check_topics, ensure_topics, wait_for_broker
+
+        async def fix() -> dict[str, str]:
+            await wait_for_broker(self.broker.bootstrap, timeout=30)
+            problems = await check_topics(self.broker.bootstrap, self.topics, self.partitions)
+            if problems:
+                await ensure_topics(self.broker.bootstrap, self.topics, self.partitions, self.replication,
+                                    recreate_wrong=True)
+            return problems
+
+        problems = asyncio.run(fix())
+        if problems:
+            wrong = {t: p for t, p in problems.items() if p != "missing"}
+            self.say(f"topics created with {self.partitions} partitions each: {len(problems)} "
+                     f"({len(problems) - len(wrong)} missing" + (f", recreated: {'; '.join(f'{t} {p}' for t, p in wrong.items())}"
+                                                                   if wrong else "") + ")")
+        elif not quiet:
+            self.say("topics already as configured")
+        return bool(problems)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from eldercare.infra import EmbeddedBroker, EmbeddedPostgres, PG_DATABASE
+from eldercare.infra import BrokerSupervisor, EmbeddedBroker, EmbeddedPostgres, PG_DATABASE
 from eldercare.secret import with_local_secret
 from shared.db import ensure_database, redact_url
 from shared.messaging.kafka import ensure_topics, wait_for_broker
@@ -34,8 +34,21 @@ class Infrastructure:
     bootstrap: str
     postgres: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
+    supervisor: BrokerSupervisor | None = None
+
+    def supervise(self, settings: PlatformSettings) -> None:
+        """Watch the embedded broker: start it again when it exits, roll it over its memory budget."""
+        if self.broker is None:
+            return
+        self.supervisor = BrokerSupervisor(
+            self.broker, all_topic_names(), settings.kafka_partitions, settings.kafka_replication_factor,
+            memory_budget_bytes=settings.broker_memory_budget_mb * 2**20,
+            min_roll_interval_s=settings.broker_roll_min_interval_s, say=_say,
+        ).start()
 
     def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.postgres is not None and self.postgres.started_here:
@@ -72,6 +85,7 @@ def start_infrastructure(settings: PlatformSettings, state_dir: Path) -> Infrast
             infra.bootstrap = broker.bootstrap
             console.print(f"Kafka: embedded Tansu broker on [bold]{broker.bootstrap}[/] (memory log)")
         asyncio.run(_prepare(infra, settings))
+        infra.supervise(settings)
     except BaseException:
         infra.stop()
         raise
@@ -103,8 +117,10 @@ class ServiceProcesses:
     def start(self, settings: PlatformSettings, infra: Infrastructure, log_dir: Path,
               services: tuple[str, ...] = SERVICES) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
+        # The partition count the topics were created with: a service expecting another publishes
+        # nothing (its relay reports the topics as wrong), so the children take the launcher's.
         env = dict(os.environ, DATABASE_URL=infra.database_url, KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap,
-                   JWT_SECRET=settings.require_jwt_secret())
+                   JWT_SECRET=settings.require_jwt_secret(), KAFKA_PARTITIONS=str(settings.kafka_partitions))
         for service in services:
             logfile = (log_dir / f"{service}.log").open("ab")
             self.processes[service] = subprocess.Popen(
@@ -184,6 +200,11 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _say(message: str) -> None:
+    """A supervisor step on the launcher's console, with the time (it happens while the platform runs)."""
+    console.print(f"[yellow]{time.strftime('%H:%M:%S')} {message}[/]", soft_wrap=True)
 
 
 class _Stop(Exception):

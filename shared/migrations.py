@@ -43,7 +43,7 @@ async def upgrade_async(service: str, database_url: str) -> None:
 def autogenerate_options(schema: str, models: bool = True) -> dict:
     """How autogenerate compares a service's models with its schema: this service's schema only,
     leaving alone the tables its models do not declare (outbox, inbox, relay_state,
-    idempotency_keys: shared DDL) and other services' models loaded in the same process."""
+    relay_progress, idempotency_keys: shared DDL) and other services' models loaded in the same process."""
     return {
         "include_schemas": models,
         "include_name": lambda name, type_, parent: type_ != "schema" or name == schema,

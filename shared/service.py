@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,9 +19,10 @@ from shared.db import Database, database_name, ensure_database, wait_for_databas
 from shared.events.asyncapi import build_asyncapi
 from shared.http import FastJSONResponse, PlatformMiddleware
 from shared.messaging.consumer import EventConsumer
-from shared.messaging.kafka import wait_for_broker
+from shared.messaging.kafka import ensure_topics, wait_for_broker
 from shared.messaging.pruning import SHARED_TARGETS, PruneTarget, Pruner
 from shared.messaging.relay import OutboxRelay
+from shared.messaging.topics import INGEST, all_topic_names
 from shared.migrations import upgrade_async
 from shared.observability import configure_logging
 from shared.problems import DATABASE_RETRY_AFTER_S, ProblemMap, ServiceUnavailable, install_problem_handlers
@@ -90,6 +92,7 @@ async def start_runtime(name: str, settings: PlatformSettings, consumers: Consum
     url = require_database_url(settings)
     bootstrap = require_bootstrap(settings)
     await _wait_and_migrate(name, url)
+    await _create_missing_topics(name, bootstrap, settings)
     db = Database(url, schema=name, pool_size=settings.db_pool_size,
                   statement_timeout_s=settings.db_statement_timeout_s,
                   acquire_timeout=settings.db_acquire_timeout_s, command_timeout=settings.db_command_timeout_s)
@@ -105,6 +108,7 @@ async def start_runtime(name: str, settings: PlatformSettings, consumers: Consum
         batch_size=settings.outbox_batch_size,
         retention_days=settings.outbox_retention_days,
         check_interval=settings.relay_check_interval_s,
+        topic_retention_hours={INGEST.name: settings.outbox_telemetry_retention_hours},
     )
     runtime.pruner = Pruner(
         service=name, database_url=url, schema=name, targets=(*SHARED_TARGETS, *prune_targets),
@@ -120,6 +124,19 @@ async def _wait_and_migrate(name: str, url: str) -> None:
     await wait_for_database(with_database(url, "postgres") if database_name(url) != "postgres" else url)
     await ensure_database(url)
     await upgrade_async(name, url)
+
+
+async def _create_missing_topics(name: str, bootstrap: str, settings: PlatformSettings) -> None:
+    """Create missing platform topics once, at start (a deployment without the launcher, e.g.
+    docker-compose, has no one else to do it; Kafka settles concurrent creations of one topic). Never
+    again while running: after a broker restart the embedded broker's supervisor (or an operator)
+    creates them, and the relay waits (see OutboxRelay._connect_broker)."""
+    try:
+        await ensure_topics(bootstrap, all_topic_names(), settings.kafka_partitions,
+                            settings.kafka_replication_factor, timeout=10)
+    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        log.warning("could not check the topics at start (%s); the relay waits for them", exc,
+                    extra={"fields": {"service": name}})
 
 
 def health_router(name: str) -> APIRouter:
@@ -144,11 +161,18 @@ def health_router(name: str) -> APIRouter:
             checks["broker"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["broker"] = f"unreachable: {type(exc).__name__}"
+        # The relay's leader checks the topics it publishes to; one missing or with another
+        # partition count is named here (nothing is published into it until it is right).
+        if runtime.relay is not None and runtime.relay.topic_problems:
+            checks["topics"] = "; ".join(f"{t} {p}" for t, p in sorted(runtime.relay.topic_problems.items()))
+        else:
+            checks["topics"] = "ok"
         ready = all(v == "ok" for v in checks.values())
         body = {"status": "ready" if ready else "not ready", "service": name, "checks": checks}
         if runtime.relay is not None:
             body["relay"] = {"leader": runtime.relay.is_leader, "published": runtime.relay.published_total,
-                             "replays": runtime.relay.replays}
+                             "replays": runtime.relay.replays,
+                             "replaying": runtime.relay.replay is not None}
         return JSONResponse(body, status_code=200 if ready else 503,
                             headers=None if ready else {"Retry-After": str(DATABASE_RETRY_AFTER_S)})
 

@@ -71,7 +71,16 @@ class PlatformSettings(BaseSettings):
     # No token lives longer: `eldercare token` refuses more, the services refuse such tokens.
     jwt_max_ttl_seconds: int = Field(30 * 86400, ge=60)
 
+    # The embedded broker's resident memory budget (its memory engine keeps every record): above it the
+    # launcher's supervisor rolls the broker (stop, start empty, recreate topics; the relays replay
+    # their retained outbox), at most once per BROKER_ROLL_MIN_INTERVAL_S. 0: no budget.
+    broker_memory_budget_mb: int = Field(2048, ge=0)
+    broker_roll_min_interval_s: float = Field(600.0, ge=0)
+
     outbox_retention_days: float = 7.0
+    # Outbox retention of the ingest topic (device telemetry): what a replay after a broker loss
+    # re-sends of it (see shared/messaging/topics.py).
+    outbox_telemetry_retention_hours: float = Field(6.0, gt=0)
     outbox_batch_size: int = Field(2000, ge=1)
     relay_check_interval_s: float = 2.0
     consumer_batch_size: int = Field(1000, ge=1)

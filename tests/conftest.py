@@ -67,14 +67,25 @@ def database_url(pg_server_url):
     asyncio.run(drop())
 
 
+# The partition count of the suite's platform topics (the `settings` fixture's KAFKA_PARTITIONS).
+TEST_PARTITIONS = 4
+
+
 @pytest.fixture(scope="session")
 def bootstrap():
-    """The suite's broker."""
+    """The suite's broker, with the platform's topics created as the launcher does (relays create none)."""
+    import asyncio
+
+    from shared.messaging.kafka import ensure_topics
+    from shared.messaging.topics import all_topic_names
+
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
+        asyncio.run(ensure_topics(external, all_topic_names(), TEST_PARTITIONS))
         yield external
         return
     broker = EmbeddedBroker(free_port(), STATE / "logs" / "test-broker.log").start()
+    asyncio.run(ensure_topics(broker.bootstrap, all_topic_names(), TEST_PARTITIONS))
     yield broker.bootstrap
     broker.stop()
 
@@ -121,7 +132,8 @@ def settings(database_url, bootstrap):
 
     # The suite's own random secret: nothing written in the repository signs a token anywhere.
     return PlatformSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, log_json=False,
-                            relay_check_interval_s=0.5, kafka_partitions=4, jwt_secret=secrets.token_urlsafe(48))
+                            relay_check_interval_s=0.5, kafka_partitions=TEST_PARTITIONS,
+                            jwt_secret=secrets.token_urlsafe(48))
 
 
 def _ids():

@@ -129,7 +129,7 @@ class AggregatesFollower:
         while not partitions:
             partitions = (await topic_partitions(consumer)).get(AGGREGATES.name, set())
             if not partitions:
-                await asyncio.sleep(0.5)  # the folding worker's relay creates the topic
+                await asyncio.sleep(0.5)  # created at start, and by the embedded broker's supervisor after a loss
         tps = [TopicPartition(AGGREGATES.name, p) for p in sorted(partitions)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)

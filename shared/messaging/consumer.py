@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from shared.db import CONNECTION_ERRORS, connection_lost
 from shared.events import UnknownEventType, parse_data
 from shared.events.envelope import CloudEvent
+from shared.messaging.kafka import disable_topic_auto_creation, topic_partitions
 from shared.messaging.outbox import add_rows, dead_letter_row
 from shared.observability import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, reset_traceparent, set_traceparent
 
@@ -42,6 +43,9 @@ class Unprocessable(Exception):
 
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
+# How often a member without partitions checks whether its topics came back (see _watch_assignment).
+ASSIGNMENT_WATCH_S = 5.0
+UNASSIGNED_PATIENCE_S = 15.0
 # Records parsed between yields to the event loop when pipelining (see `pipeline`).
 PARSE_SLICE = 250
 
@@ -133,9 +137,13 @@ class EventConsumer:
         self.duplicates_total = 0
         self.connected = False
         self._consumer: AIOKafkaConsumer | None = None
+        self._unassigned_since: float | None = None
+        self._unassigned_patience = UNASSIGNED_PATIENCE_S
 
     async def run(self) -> None:
-        """Consume until cancelled, reconnecting after broker outages."""
+        """Consume until cancelled, reconnecting after broker outages. A subscribed topic that does
+        not exist is waited for (start fails, we retry), never auto-created."""
+        disable_topic_auto_creation()
         while True:
             consumer = AIOKafkaConsumer(
                 *self.topics,
@@ -223,8 +231,12 @@ class EventConsumer:
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         inflight: tuple[Batch, asyncio.Task] | None = None  # only when pipelining
+        next_watch = asyncio.get_running_loop().time() + ASSIGNMENT_WATCH_S
         try:
             while True:
+                if not inflight and asyncio.get_running_loop().time() >= next_watch:
+                    next_watch = asyncio.get_running_loop().time() + ASSIGNMENT_WATCH_S
+                    await self._watch_assignment(consumer)
                 batch = await consumer.getmany(timeout_ms=0 if inflight else 500, max_records=self.batch_size)
                 prepared = await self._prepare(batch) if batch else None
                 if inflight is not None:
@@ -242,6 +254,29 @@ class EventConsumer:
         finally:
             if inflight is not None:
                 inflight[1].cancel()
+
+    async def _watch_assignment(self, consumer: AIOKafkaConsumer) -> None:
+        """Raise (the run loop then starts a new client, which joins again) when this member has had
+        no partition for a while although its topics exist. Seen after the embedded broker restarted
+        empty and its topics were created again: aiokafka's member rejoins with an empty assignment
+        and keeps it. A member idle only because its group has more members than partitions rejoins
+        too, at growing intervals (15 s, 30 s, … 10 min), which costs the group one rebalance each."""
+        now = asyncio.get_running_loop().time()
+        if consumer.assignment():
+            self._unassigned_since, self._unassigned_patience = None, UNASSIGNED_PATIENCE_S
+            return
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+            return
+        if now - self._unassigned_since < self._unassigned_patience:
+            return
+        fresh = await asyncio.wait_for(topic_partitions(consumer), 10)
+        if all(fresh.get(t) for t in self.topics):
+            idle = now - self._unassigned_since
+            self._unassigned_since = None
+            self._unassigned_patience = min(self._unassigned_patience * 2, 600.0)
+            raise KafkaError(f"no partition of {', '.join(self.topics)} assigned for {idle:.0f}s although "
+                             "they exist; joining again")
 
     async def _settle(self, consumer: AIOKafkaConsumer, batch: Batch, applying: Awaitable[bool],
                       later: Batch | None = None) -> bool:

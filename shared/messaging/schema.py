@@ -38,6 +38,32 @@ CREATE TABLE IF NOT EXISTS inbox (
 );
 """
 
+# Added by each service's `relay_progress` migration (after the tables above).
+RELAY_PROGRESS_DDL = """
+-- A replay after a broker loss, persisted so that a new leader or a restarted relay carries on where
+-- it stopped: the outbox ids in (replay_position, replay_end] still go again, in id order, before any
+-- newer row. One row per schema; losses counts the losses noticed.
+CREATE TABLE IF NOT EXISTS relay_progress (
+    singleton         boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    replay_start      bigint,
+    replay_position   bigint,
+    replay_end        bigint,
+    replay_started_at timestamptz,
+    losses            bigint NOT NULL DEFAULT 0
+);
+INSERT INTO relay_progress (losses) VALUES (0) ON CONFLICT DO NOTHING;
+-- Retention is per topic (device telemetry hours, resident state days): one index serves both the
+-- per-topic prune and, by skip scan, the prune of every topic at the longest retention.
+CREATE INDEX IF NOT EXISTS outbox_topic_published_at ON outbox (topic, published_at) WHERE published_at IS NOT NULL;
+DROP INDEX IF EXISTS outbox_published_at;
+"""
+
+RELAY_PROGRESS_DROP = """
+CREATE INDEX IF NOT EXISTS outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL;
+DROP INDEX IF EXISTS outbox_topic_published_at;
+DROP TABLE IF EXISTS relay_progress;
+"""
+
 MESSAGING_DROP = "DROP TABLE IF EXISTS inbox; DROP TABLE IF EXISTS relay_state; DROP TABLE IF EXISTS outbox;"
 
 

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.db import connect, quote_ident
 from shared.messaging.kafka import topic_partitions
-from shared.messaging.schema import MESSAGING_DDL, statements
+from shared.messaging.schema import MESSAGING_DDL, RELAY_PROGRESS_DDL, statements
 
 COUNTS_DDL = "CREATE TABLE counts (key text PRIMARY KEY, n integer NOT NULL, last_seq integer NOT NULL)"
 
@@ -25,7 +25,7 @@ async def create_schema(url: str, schema: str, extra: list[str] = ()) -> None:
     try:
         await conn.execute(f"CREATE SCHEMA {quote_ident(schema)}")
         await conn.execute(f"SET search_path TO {quote_ident(schema)}")
-        for statement in statements(MESSAGING_DDL) + list(extra):
+        for statement in statements(MESSAGING_DDL) + statements(RELAY_PROGRESS_DDL) + list(extra):
             await conn.execute(statement)
     finally:
         await conn.close()

@@ -10,9 +10,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from eldercare.infra import BrokerSupervisor
 from shared.db import Database, connect
 from shared.events import make_event
 from shared.messaging.consumer import EventConsumer
+from shared.messaging.kafka import ensure_topics
 from shared.messaging.outbox import add_rows, outbox_row
 from shared.messaging.relay import OutboxRelay
 from tests.integration.support import COUNTS_DDL, create_schema, eventually, read_topic
@@ -69,6 +71,7 @@ async def test_committed_write_yields_exactly_one_event_and_rolled_back_write_no
     kept, dropped = training_event("k1", 1), training_event("k2", 2)
     await write_events(database_url, schema, topic, [kept])
     await write_events(database_url, schema, topic, [dropped], rollback=True)
+    await ensure_topics(bootstrap, [topic, topic + ".dlq"], 4)
 
     async with running(make_relay(database_url, schema, bootstrap, topic)):
         records = await read_topic(bootstrap, topic, expect=1, timeout=30)
@@ -83,6 +86,8 @@ async def test_writes_succeed_while_broker_is_down_and_all_arrive_in_key_order_a
     schema, topic = f"t_{unique}", f"test.{unique}.v1"
     await create_schema(database_url, schema)
     relay = make_relay(database_url, schema, private_broker.bootstrap, topic)
+    supervisor = BrokerSupervisor(private_broker, [topic, topic + ".dlq"], 4)
+    await asyncio.to_thread(supervisor.check)  # creates the topics, as the launcher does
     keys = [f"resident-{i}" for i in range(10)]
     async with running(relay):
         await write_events(database_url, schema, topic, [training_event(k, 0) for k in keys])
@@ -92,7 +97,7 @@ async def test_writes_succeed_while_broker_is_down_and_all_arrive_in_key_order_a
         for seq in range(1, 21):  # every write is a committed database transaction: none fails
             await write_events(database_url, schema, topic, [training_event(k, seq) for k in keys])
         await asyncio.sleep(1.0)
-        private_broker.start()  # back, and empty: the relay must notice and replay
+        assert await asyncio.to_thread(supervisor.check) == "restarted"  # back, and empty: the relay must notice and replay
 
         records = await read_topic(private_broker.bootstrap, topic, expect=210, timeout=60)
 
@@ -120,6 +125,8 @@ async def test_broker_restarting_empty_leaves_projection_unchanged(database_url,
     db = Database(database_url, schema, pool_size=4)
     await db.start()
     relay = make_relay(database_url, schema, private_broker.bootstrap, topic)
+    supervisor = BrokerSupervisor(private_broker, [topic, topic + ".dlq"], 4)
+    await asyncio.to_thread(supervisor.check)
     consumer = EventConsumer(name=f"proj-{unique}", topics=[topic], handlers={TRAINING: count_handler},
                              pool=db.pool, bootstrap=private_broker.bootstrap, schema=schema)
     events = [training_event(f"r{i % 25}", i) for i in range(300)]
@@ -130,7 +137,7 @@ async def test_broker_restarting_empty_leaves_projection_unchanged(database_url,
             before = await _snapshot(db)
 
             private_broker.kill()
-            private_broker.start()
+            assert await asyncio.to_thread(supervisor.check) == "restarted"
             await eventually(lambda: _flag(relay.replays >= 1), timeout=30, message="relay replayed")
             await eventually(lambda: _flag(consumer.duplicates_total >= 300), timeout=90,
                              message="consumer saw the replayed events")
@@ -169,8 +176,6 @@ async def test_duplicate_record_has_one_effect_and_bad_records_go_to_dlq_with_re
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
-        from shared.messaging.kafka import ensure_topics
-
         await ensure_topics(bootstrap, [topic, topic + ".dlq"], 4)
         for value, key in ((good.to_json(), b"dup"), (good.to_json(), b"dup"), (b"{not json", b"x"),
                            (invalid.to_json(), b"bad"), (after.to_json(), b"after")):

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.db import Database, asyncpg_dsn, with_database
 from shared.messaging.kafka import ensure_topics
+from tests.conftest import TEST_PARTITIONS
 from tests.integration.support import COUNTS_DDL, committed_to, create_schema, eventually
 from tests.integration.test_backbone_delivery import training_event
 
@@ -256,7 +257,8 @@ async def test_the_launcher_starts_a_killed_service_again_and_gives_up_on_a_cras
     port = free_port()
     monkeypatch.setenv("ORDERS_PORT", str(port))
     monkeypatch.setenv("LOG_JSON", "false")
-    settings = PlatformSettings(orders_port=port, jwt_secret=secrets.token_urlsafe(48))
+    # The suite's broker holds the platform topics with the suite's partition count.
+    settings = PlatformSettings(orders_port=port, kafka_partitions=TEST_PARTITIONS, jwt_secret=secrets.token_urlsafe(48))
     infra = Infrastructure(database_url=database_url, bootstrap=bootstrap)
     services = ServiceProcesses()
 

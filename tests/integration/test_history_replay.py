@@ -14,8 +14,9 @@ import asyncpg
 import httpx
 import pytest
 
-from eldercare.infra import free_port
+from eldercare.infra import BrokerSupervisor, free_port
 from shared.db import asyncpg_dsn, with_database
+from shared.messaging.topics import all_topic_names
 from tests.conftest import fresh_id_number, token_for
 
 COUNTIES = ("410928", "410922")
@@ -142,7 +143,9 @@ async def lose_history(p) -> None:
     async with p.registry_runtime.db.connection() as conn:
         await conn.execute("DELETE FROM outbox WHERE published_at IS NOT NULL")
     p.broker.kill()
-    p.broker.start()
+    # Started again empty, with its topics, as the launcher's supervisor does (nothing auto-creates them).
+    supervisor = BrokerSupervisor(p.broker, all_topic_names(), p.settings.kafka_partitions)
+    assert await asyncio.to_thread(supervisor.check) == "restarted"
 
 
 async def projections_agree(p) -> list:
