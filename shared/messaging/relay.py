@@ -28,6 +28,10 @@ _BROKER_ERRORS = (KafkaError, OSError, asyncio.TimeoutError)
 DB_RETRY_MIN_S, DB_RETRY_MAX_S = 0.25, 2.0
 # How often a running replay says how far it is.
 REPLAY_LOG_INTERVAL_S = 5.0
+# After a loss, how long the topics must stay as configured before the replay writes into them.
+# Records the embedded broker acknowledged while its supervisor was still creating the topics
+# were seen to vanish a moment later (offsets starting over), which cost a second replay.
+TOPIC_SETTLE_S = 1.0
 
 
 class TopicsNotReady(Exception):
@@ -145,6 +149,7 @@ class OutboxRelay:
         self.is_leader = False
         self.broker_ok = False
         self._connected = False
+        self._settle_topics = False  # set by a loss: wait for the topics to settle before sending
 
     async def run(self) -> None:
         """Publish until cancelled, surviving database and broker outages: while PostgreSQL is away
@@ -217,6 +222,8 @@ class OutboxRelay:
                     next_cleanup = now + 60.0
                 wake.clear()
                 try:
+                    if self._settle_topics:
+                        await self._wait_for_settled_topics(probe)
                     if now >= next_check:
                         next_check = now + self.check_interval
                         partitions = await asyncio.wait_for(topic_partitions(probe), 10)
@@ -298,6 +305,17 @@ class OutboxRelay:
         self.topic_problems = problems
         if problems:
             raise TopicsNotReady(problems)
+
+    async def _wait_for_settled_topics(self, probe: AIOKafkaConsumer) -> None:
+        """Return once every topic has been as configured for TOPIC_SETTLE_S (fresh metadata each
+        time); raises TopicsNotReady (reconnect, wait) while one is missing or wrong."""
+        settled_at = time.monotonic() + TOPIC_SETTLE_S
+        while True:
+            self._check_topics(await asyncio.wait_for(topic_partitions(probe), 10))
+            if time.monotonic() >= settled_at:
+                self._settle_topics = False
+                return
+            await asyncio.sleep(min(0.25, TOPIC_SETTLE_S))
 
     async def _connect_broker(self) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
         # The relay creates no topic: a missing one, or one with another partition count, is reported
@@ -450,6 +468,7 @@ class OutboxRelay:
         self.replay = replay
         self.replays += 1
         self.replayed_total = 0
+        self._settle_topics = True
         OUTBOX_REPLAYS.labels(self.service).inc()
         events = await self._to_go(conn) if replay else 0
         log.warning(

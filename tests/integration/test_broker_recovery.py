@@ -311,3 +311,37 @@ async def test_broker_restarted_by_hand_gets_no_topic_auto_created_and_nothing_i
     assert {r.partition for r in records} <= set(range(PARTITIONS))
     assert len({orjson.loads(r.value)["id"] for r in records}) == 600
     assert relay.replays == 1 and len(losses_logged(caplog, schema)) == 1
+
+
+async def test_each_kill_under_a_busy_relay_of_several_topics_is_one_loss_logged_once(
+        database_url, private_broker, unique, caplog):
+    # As in `make up`: several topics of 8 partitions, a backlog being published when the broker
+    # dies, the supervisor recreating the topics while the relay notices the loss. Records written
+    # while the topics were being created vanished, and the relay logged a second loss for one kill.
+    caplog.set_level(logging.INFO)
+    schema = f"t_{unique}"
+    topics = [f"test.{unique}.{name}.v1" for name in ("a", "b", "c")]
+    every_topic = topics + [t + ".dlq" for t in topics]
+    await create_schema(database_url, schema, [COUNTS_DDL])
+    supervisor = BrokerSupervisor(private_broker, every_topic, 8, say=logging.getLogger("sup").warning)
+    await asyncio.to_thread(supervisor.check)
+    relay = OutboxRelay(service=schema, database_url=database_url, schema=schema,
+                        bootstrap=private_broker.bootstrap, partitions=8, topics=every_topic)
+    kills = 3
+    supervisor.start()
+    try:
+        async with running(relay):
+            for kill in range(1, kills + 1):
+                published = relay.published_total
+                for topic in topics:
+                    await write_events(database_url, schema, topic,
+                                       [training_event(f"k{i % 300}", kill * 10_000 + i) for i in range(4000)])
+                await eventually(lambda: _flag(relay.published_total > published + 3000), timeout=60,
+                                 message="backlog being published")
+                private_broker.kill()
+                await eventually(lambda: _flag(supervisor.restarts == kill), timeout=20, message="restarted")
+                await eventually(lambda: _flag(relay.replays >= kill and relay.replay is None), timeout=90,
+                                 message="replay finished")
+    finally:
+        supervisor.stop()
+    assert relay.replays == kills and len(losses_logged(caplog, schema)) == kills
