@@ -49,6 +49,7 @@ class AggregatesPublisher:
         self.runtime = runtime
         self.queue: asyncio.Queue[dict] = asyncio.Queue()
         self.task: asyncio.Task | None = None
+        self.producer = None  # while the sender task runs and the broker answers
         self.sent = 0
 
     def on_committed(self, deltas: list[object]) -> None:
@@ -59,39 +60,46 @@ class AggregatesPublisher:
             self.runtime.tasks.append(self.task)
 
     async def run(self) -> None:
-        producer = None
         next_snapshot = 0.0
-        while True:
-            try:
-                frame = await asyncio.wait_for(self.queue.get(), timeout=SNAPSHOT_EVERY_S)
-            except asyncio.TimeoutError:
-                frame = None  # quiet: the snapshot below keeps late subscribers supplied
-            try:
-                if producer is None:
-                    producer = make_producer(self.runtime.settings.kafka_bootstrap_servers,
-                                             "reporting-aggregates")
-                    await producer.start()
-                if frame is not None:
-                    await producer.send(AGGREGATES.name, frame_record(frame, "delta"), key=KEY)
-                    self.sent += 1
-                if time.monotonic() >= next_snapshot and self.queue.empty():
-                    next_snapshot = time.monotonic() + SNAPSHOT_EVERY_S
-                    async with self.runtime.db.transaction() as conn:
-                        snap = await queries.aggregates(conn, _today())
-                    await producer.send(AGGREGATES.name, frame_record(
-                        {"seq": snap["seq"], "scopes": snap["scopes"]}, "snapshot"), key=KEY)
-            except asyncio.CancelledError:
-                if producer is not None:
-                    await producer.stop()
-                raise
-            except _BROKER_ERRORS as exc:
-                # The frame is lost: followers see the gap and resynchronise their clients.
-                log.warning("aggregates topic unavailable (%s); frames resume when it is back", exc)
-                if producer is not None:
-                    await producer.stop()
-                producer = None
-                await asyncio.sleep(0.5)
+        try:
+            while True:
+                try:
+                    frame = await asyncio.wait_for(self.queue.get(), timeout=SNAPSHOT_EVERY_S)
+                except asyncio.TimeoutError:
+                    frame = None  # quiet: the snapshot below keeps late subscribers supplied
+                try:
+                    if self.producer is None:
+                        self.producer = make_producer(self.runtime.settings.kafka_bootstrap_servers,
+                                                 "reporting-aggregates")
+                        await self.producer.start()
+                    if frame is not None:
+                        await self.producer.send(AGGREGATES.name, frame_record(frame, "delta"), key=KEY)
+                        self.sent += 1
+                    if time.monotonic() >= next_snapshot and self.queue.empty():
+                        next_snapshot = time.monotonic() + SNAPSHOT_EVERY_S
+                        async with self.runtime.db.transaction() as conn:
+                            snap = await queries.aggregates(conn, _today())
+                        await self.producer.send(AGGREGATES.name, frame_record(
+                            {"seq": snap["seq"], "scopes": snap["scopes"]}, "snapshot"), key=KEY)
+                except _BROKER_ERRORS as exc:
+                    # The frame is lost: followers see the gap and resynchronise their clients.
+                    log.warning("aggregates topic unavailable (%s); frames resume when it is back", exc)
+                    await _stop_quietly(self.producer)
+                    self.producer = None
+                    await asyncio.sleep(0.5)
+        finally:
+            # Cancelled at shutdown while waiting for a frame, or ended by a database error (the
+            # next publish() starts the task again): the producer is closed either way.
+            await _stop_quietly(self.producer)
+            self.producer = None
 
+
+async def _stop_quietly(producer) -> None:
+    if producer is not None:
+        try:
+            await asyncio.wait_for(producer.stop(), 5)
+        except Exception:  # noqa: BLE001 - a producer of a dead broker may not stop cleanly
+            pass
 
 def _today():
     from services.reporting.api.aggregates import today_local

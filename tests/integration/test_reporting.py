@@ -684,3 +684,31 @@ async def test_consistency_is_for_the_city_only(registry, reporting, settings):
         answer = await reporting.get("/v1/consistency", headers=token_for(settings, who, county))
         assert answer.status_code == 403, who
     assert (await reporting.get("/v1/consistency", headers=token_for(settings, "city"))).status_code == 200
+
+
+async def test_aggregates_publisher_closes_its_producer_when_cancelled_between_frames(reporting, settings,
+                                                                                      private_broker):
+    # At shutdown the sender task is cancelled while it waits for the next frame; it left its producer
+    # open ("Unclosed AIOKafkaProducer" at exit). On a private broker: these frames are made up.
+    import types
+
+    from services.reporting.publisher import AggregatesPublisher
+    from shared.messaging.kafka import ensure_topics
+    from shared.messaging.topics import AGGREGATES
+
+    await ensure_topics(private_broker.bootstrap, [AGGREGATES.name], 1)
+    runtime = types.SimpleNamespace(
+        settings=settings.model_copy(update={"kafka_bootstrap_servers": private_broker.bootstrap}),
+        db=reporting.app.state.runtime.db, tasks=[])
+    publisher = AggregatesPublisher(runtime)
+    publisher.on_committed([{"seq": 1, "scopes": {}}])
+
+    async def sent() -> bool:
+        return publisher.sent == 1 and publisher.queue.empty()
+
+    await eventually(sent, timeout=30, message="the frame was sent")
+    producer = publisher.producer
+    await asyncio.sleep(0.2)  # waiting for the next frame now
+    publisher.task.cancel()
+    await asyncio.gather(publisher.task, return_exceptions=True)
+    assert producer._closed and publisher.producer is None  # noqa: SLF001 - aiokafka has no public flag
