@@ -4,7 +4,10 @@ condition (`eventually`, also used by the browser test)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,7 +15,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.db import connect, quote_ident
+from shared.db import asyncpg_dsn, connect, quote_ident, with_database
 from shared.messaging.kafka import topic_partitions
 from shared.messaging.schema import MESSAGING_DDL, RELAY_PROGRESS_DDL, statements
 
@@ -132,3 +135,35 @@ async def fetchval(url: str, schema: str, query: str, *args):
         return await conn.fetchval(query, *args)
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(pg_server_url: str, name: str):
+    """A database of the test's own on the suite's server (for services run as processes, which
+    migrate it themselves), dropped afterwards whatever is still connected; yields its URL."""
+    admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield with_database(pg_server_url, name)
+    finally:
+        admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def stop_processes(processes: list[subprocess.Popen], grace: float = 15.0) -> None:
+    """SIGTERM every process still running, then wait for each; kill one not gone within `grace` s."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

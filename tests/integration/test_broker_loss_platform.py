@@ -10,20 +10,16 @@ import asyncio
 import logging
 import os
 import secrets
-import signal
-import subprocess
 import time
 
-import asyncpg
 import httpx
 
 from eldercare.infra import BrokerSupervisor, free_port, wait_for_port
 from shared.auth import issue_token
-from shared.db import asyncpg_dsn, with_database
 from shared.messaging.topics import all_topic_names
 from shared.settings import PlatformSettings
 from tests.conftest import fresh_id_number
-from tests.integration.support import eventually
+from tests.integration.support import eventually, scratch_database, stop_processes
 from tests.integration.test_consumer_crash import ROOT, eldercare_process
 
 PARTITIONS = 2
@@ -32,12 +28,15 @@ LOST = "broker lost its log; replaying the retained outbox"
 
 async def test_broker_killed_while_counties_register_is_consistent_within_60s_and_logged_once(
         pg_server_url, private_broker, unique, tmp_path):
-    database = f"eldercare_test_loss_{unique}_{os.getpid()}"
-    admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    await admin.close()
+    async with scratch_database(pg_server_url, f"eldercare_test_loss_{unique}_{os.getpid()}") as url:
+        recovered, registered = await _kill_the_broker_under_registrations(url, private_broker, unique, tmp_path)
+    assert recovered < 60
+    print(f"broker return -> consistent: {recovered:.1f}s, {registered} registrations")
+
+
+async def _kill_the_broker_under_registrations(url: str, private_broker, unique: str, tmp_path) -> tuple[float, int]:
     registry_port, reporting_port = free_port(), free_port()
-    env = {**os.environ, "DATABASE_URL": with_database(pg_server_url, database),
+    env = {**os.environ, "DATABASE_URL": url,
            "KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap, "KAFKA_PARTITIONS": str(PARTITIONS),
            "REGISTRY_PORT": str(registry_port), "REPORTING_PORT": str(reporting_port), "REGISTRY_WORKERS": "1",
            "RELAY_CHECK_INTERVAL_S": "0.5", "LOG_JSON": "false", "ELDERCARE_STATE_DIR": str(tmp_path),
@@ -93,22 +92,10 @@ async def test_broker_killed_while_counties_register_is_consistent_within_60s_an
             assert await registry_count() == registered
     finally:
         supervisor.stop()
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
-    assert recovered < 60
+        stop_processes(processes)
     with open(os.path.join(ROOT, ".state", "logs", registry_log)) as log:
         assert sum(LOST in line for line in log) == 1  # one loss, one replay
-    print(f"broker return -> consistent: {recovered:.1f}s, {registered} registrations")
+    return recovered, registered
 
 
 async def _at_least(value, n: int) -> bool:

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from shared.db import Database, asyncpg_dsn, with_database
 from shared.messaging.kafka import ensure_topics
 from tests.conftest import TEST_PARTITIONS
-from tests.integration.support import COUNTS_DDL, committed_to, create_schema, eventually
+from tests.integration.support import COUNTS_DDL, committed_to, create_schema, eventually, stop_processes
 from tests.integration.test_backbone_delivery import training_event
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -226,15 +226,7 @@ async def test_killing_the_relay_leader_and_the_consumer_process_under_load_lose
         assert len(set(created)) == len(created)
         assert await relay_leader(url, "registry") in {standby.pid, restarted.pid}
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(processes)
         admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
 
 import asyncpg
@@ -15,7 +14,7 @@ import httpx
 import orjson
 
 from shared.db import asyncpg_dsn, with_database
-from tests.integration.support import eventually
+from tests.integration.support import eventually, stop_processes
 from tests.integration.test_consumer_crash import eldercare_process
 
 
@@ -131,15 +130,7 @@ async def test_two_api_processes_stream_the_folding_workers_frames_and_resume_on
                 task.cancel()
             await asyncio.gather(*readers, reader, return_exceptions=True)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(processes)
         admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
