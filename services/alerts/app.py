@@ -8,6 +8,7 @@ from services.alerts.api.alerts import router as alerts_router
 from services.alerts.api.config import router as config_router
 from services.alerts.api.console import router as console_router
 from services.alerts.api.problems import PROBLEMS
+from services.alerts.api.residents import router as residents_router
 from services.alerts.api.stream import router as stream_router
 from services.alerts.stream import StepNotifier
 from services.alerts.worker import build_consumers
@@ -29,7 +30,7 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         title="Alerts service",
         description="Anomaly detection, the alert lifecycle, escalation and notification.",
         # The stream's route before /alerts/{alert_id}, which would take "stream" for an id.
-        routers=[stream_router, alerts_router, config_router, console_router],
+        routers=[stream_router, alerts_router, residents_router, config_router, console_router],
         consumers=build_consumers,
         settings=settings,
         on_start=_start_stream,

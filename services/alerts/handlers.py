@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 import asyncpg
 from pydantic import BaseModel
 
-from services.alerts.domain import care, detection, lifecycle, orders
+from services.alerts.domain import care, detection, geofence, lifecycle, notify, orders
 from services.alerts.domain.detection import Finding, Silence
 from services.alerts.domain.rules import Rules
 from services.alerts.store import SCHEMA, STREAM_CHANNEL, RuleBook, rule_book
@@ -176,7 +176,7 @@ async def _incident_of(conn: asyncpg.Connection, ctx: Context, cause: str, count
 
 # ------------------------------------------------------------------ the ingest stream
 
-READING_TYPES = frozenset({detection.VITALS_TYPE, detection.ACTIVITY})
+READING_TYPES = frozenset({detection.VITALS_TYPE, detection.ACTIVITY, detection.LOCATION})
 YIELD_EVERY = 250
 ALARM_TYPES = frozenset({detection.SOS, detection.FALL, detection.ALARM})
 INGEST_TYPES = frozenset(detection.DEVICE_TYPES | {detection.VISIT})
@@ -215,6 +215,9 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
             for r in await conn.fetch("SELECT resident_id::text AS id, metric, state FROM vital_states "
                                       "WHERE resident_id = ANY($1::text[]::uuid[])", ids):
                 states[(r["id"], r["metric"])] = r["state"]
+    located = list({e.subject for e, _ in items if e.type == detection.LOCATION and e.subject in known})
+    zones = await _zones(conn, located) if located else {}
+    touched_zones: dict[str, _ZoneState] = {}
     touched_states: dict[tuple[str, str], str] = {}
     signals: dict[str, tuple[datetime, str, str, bool]] = {}
     bounds: dict[str, tuple[Rules, datetime, datetime]] = {}
@@ -262,6 +265,13 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
                 signals[subject] = (at, event.id, county, info.solitary)  # type: ignore[index]
         if kind == detection.ACTIVITY:
             continue
+        if kind == detection.LOCATION:
+            held = zones.get(subject) if subject else None
+            if held is not None:
+                await _located(conn, ctx, held, payload, rules, county=county, subject=subject, at=at,
+                               event_id=event.id)
+                touched_zones[subject] = held  # type: ignore[index]
+            continue
         findings: list[Finding]
         if kind == detection.VITALS_TYPE:
             current = {m: states.get((subject, m), "normal") for m in detection.VITALS if payload.get(m) is not None}
@@ -299,8 +309,76 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
                 "SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) "
                 "ON CONFLICT (resident_id, metric) DO UPDATE SET state = EXCLUDED.state",
                 [k for k, _, _ in held], [m for _, m, _ in held], [s for _, _, s in held])
+    if touched_zones:
+        z = list(touched_zones.items())
+        await conn.execute(
+            "INSERT INTO geofence_states (resident_id, state, streak, distance_m, last_fix_at, zone_source) "
+            "SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::int[], $4::float8[], $5::timestamptz[], "
+            "$6::text[]) ON CONFLICT (resident_id) DO UPDATE SET state = EXCLUDED.state, streak = EXCLUDED.streak, "
+            "distance_m = EXCLUDED.distance_m, last_fix_at = EXCLUDED.last_fix_at, zone_source = EXCLUDED.zone_source",
+            [k for k, _ in z], [v.state for _, v in z], [v.streak for _, v in z], [v.distance_m for _, v in z],
+            [v.last_fix_at for _, v in z], [v.zone.source if v.zone else None for _, v in z])
     seqs = await flush_steps(conn, ctx.steps)
     return {"raised": ctx.raised, "joined": ctx.joined, "skipped": skipped, "seqs": seqs}
+
+
+@dataclass(slots=True)
+class _ZoneState:
+    """A located resident's zone inputs (configured zone, home, categories) and zone state."""
+
+    configured: geofence.Zone | None
+    home_lat: float | None
+    home_lon: float | None
+    categories: tuple[str, ...]
+    state: str = "inside"
+    streak: int = 0
+    distance_m: float | None = None
+    last_fix_at: datetime | None = None
+    zone: geofence.Zone | None = None
+
+
+async def _zones(conn: asyncpg.Connection, ids: list[str]) -> dict[str, _ZoneState]:
+    out: dict[str, _ZoneState] = {}
+    for r in await conn.fetch(
+            "SELECT q.id, r.home_lat, r.home_lon, r.categories, g.lat, g.lon, g.radius_m, g.device_id, "
+            "s.state, s.streak, s.last_fix_at FROM unnest($1::text[]) AS q(id) "
+            "LEFT JOIN residents r ON r.resident_id = q.id::uuid LEFT JOIN geofences g ON g.resident_id = q.id::uuid "
+            "LEFT JOIN geofence_states s ON s.resident_id = q.id::uuid", ids):
+        configured = None if r["lat"] is None else geofence.Zone(r["lat"], r["lon"], r["radius_m"], "configured",
+                                                                 r["device_id"])
+        out[r["id"]] = _ZoneState(configured, r["home_lat"], r["home_lon"], tuple(r["categories"] or ()),
+                                  r["state"] or "inside", r["streak"] or 0, None, r["last_fix_at"])
+    return out
+
+
+async def _located(conn: asyncpg.Connection, ctx: Context, held: _ZoneState, payload: dict, rules: Rules, *,
+                   county: str, subject: str, at: datetime, event_id: str) -> None:
+    """A position fix against the resident's safe zone: leaving raises (once per excursion), coming
+    back resolves the open geofence alert; fixes older than the last one change nothing."""
+    zone = geofence.zone_for(held.configured, held.home_lat, held.home_lon, held.categories, rules.geofence)
+    device_id = payload.get("device_id")
+    if zone is None or (zone.device_id is not None and zone.device_id != device_id):
+        return
+    if held.last_fix_at is not None and at < held.last_fix_at:
+        return
+    if held.zone is not None and held.zone != zone:
+        held.state, held.streak = "inside", 0
+    lat, lon, accuracy = payload["lat"], payload["lon"], payload.get("accuracy_m")
+    result = geofence.step(zone, held.state, held.streak, lat, lon, accuracy, rules.geofence)  # type: ignore[arg-type]
+    held.state, held.streak, held.distance_m, held.last_fix_at, held.zone = (
+        result.state, result.streak, round(result.distance_m, 1), at, zone)
+    if result.action == "raise":
+        await raise_or_join(conn, ctx, Finding(geofence.CAUSE, rules.geofence.severity, {
+            "device_id": device_id, "lat": lat, "lon": lon, "accuracy_m": accuracy,
+            "distance_m": round(result.distance_m), "radius_m": zone.radius_m, "zone": zone.source}),
+            county=county, subject=subject, device_id=device_id, at=at, event_id=event_id)
+    elif result.action == "clear":
+        alert = await conn.fetchrow("SELECT id FROM alerts WHERE dedupe_key = $1 AND status <> 'resolved' FOR UPDATE",
+                                    f"{county}|{subject}|{geofence.CAUSE}")
+        if alert is not None:
+            await _transition(conn, ctx, alert["id"], "resolve", "system", {
+                "resolution": "returned_to_zone",
+                "note": f"back in the zone: {round(result.distance_m)} m from its centre"})
 
 
 async def _visit_logged(conn: asyncpg.Connection, ctx: Context, rid: uuid.UUID | None, payload: dict,
@@ -382,7 +460,7 @@ async def _upsert_snapshots(conn: asyncpg.Connection, book: RuleBook, now: datet
     held = {r["resident_id"]: r for r in await conn.fetch(
         "SELECT resident_id, version, care_since, last_visit_at FROM residents WHERE resident_id = ANY($1::uuid[])",
         ids)}
-    cols: tuple[list, ...] = tuple([] for _ in range(17))
+    cols: tuple[list, ...] = tuple([] for _ in range(19))
     for rid, s in zip(ids, snaps):
         old = held.get(rid)
         if old is not None and old["version"] >= s.version:
@@ -396,7 +474,8 @@ async def _upsert_snapshots(conn: asyncpg.Connection, book: RuleBook, now: datet
         values = (rid, s.county_code, s.name, s.birth_date, s.gender, s.township, s.village, s.living_arrangement,
                   list(s.categories), s.ability_level, s.status, getattr(s, "emergency_contact", None), s.version,
                   since, group, due,
-                  care.needs_activity_timer(care.Elder(s.birth_date, s.living_arrangement, status=s.status)))
+                  care.needs_activity_timer(care.Elder(s.birth_date, s.living_arrangement, status=s.status)),
+                  s.home_lat, s.home_lon)
         for col, value in zip(cols, values):
             col.append(value)
     if not cols[0]:
@@ -404,20 +483,22 @@ async def _upsert_snapshots(conn: asyncpg.Connection, book: RuleBook, now: datet
     await conn.execute(
         "INSERT INTO residents (resident_id, county_code, name, birth_date, gender, township, village, "
         "living_arrangement, categories, ability_level, status, emergency_contact, version, care_since, visit_group, "
-        "visit_due_at) SELECT q.id, q.county, q.name, q.birth, q.gender, q.township, q.village, q.living, "
-        "string_to_array(q.categories, ','), q.ability, q.status, q.contact, q.version, q.since, q.vgroup, q.due "
+        "visit_due_at, home_lat, home_lon) SELECT q.id, q.county, q.name, q.birth, q.gender, q.township, q.village, "
+        "q.living, string_to_array(q.categories, ','), q.ability, q.status, q.contact, q.version, q.since, q.vgroup, "
+        "q.due, q.home_lat, q.home_lon "
         "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[], $8::text[], "
         "$9::text[], $10::smallint[], $11::text[], $12::text[], $13::int[], $14::timestamptz[], $15::text[], "
-        "$16::timestamptz[]) AS q(id, county, name, birth, gender, township, village, living, categories, ability, "
-        "status, contact, version, since, vgroup, due) "
+        "$16::timestamptz[], $17::float8[], $18::float8[]) AS q(id, county, name, birth, gender, township, village, "
+        "living, categories, ability, status, contact, version, since, vgroup, due, home_lat, home_lon) "
         "ON CONFLICT (resident_id) DO UPDATE SET county_code = EXCLUDED.county_code, name = EXCLUDED.name, "
         "birth_date = EXCLUDED.birth_date, gender = EXCLUDED.gender, township = EXCLUDED.township, "
         "village = EXCLUDED.village, living_arrangement = EXCLUDED.living_arrangement, "
         "categories = EXCLUDED.categories, ability_level = EXCLUDED.ability_level, status = EXCLUDED.status, "
         "emergency_contact = coalesce(EXCLUDED.emergency_contact, residents.emergency_contact), "
-        "version = EXCLUDED.version, visit_group = EXCLUDED.visit_group, visit_due_at = EXCLUDED.visit_due_at "
+        "version = EXCLUDED.version, visit_group = EXCLUDED.visit_group, visit_due_at = EXCLUDED.visit_due_at, "
+        "home_lat = EXCLUDED.home_lat, home_lon = EXCLUDED.home_lon "
         "WHERE residents.version < EXCLUDED.version",
-        *cols[:8], [",".join(c) for c in cols[8]], *cols[9:16])
+        *cols[:8], [",".join(c) for c in cols[8]], *cols[9:16], cols[17], cols[18])
     await conn.execute(
         "UPDATE signals s SET solitary = q.solitary, county_code = q.county "
         "FROM unnest($1::uuid[], $2::bool[], $3::text[]) AS q(id, solitary, county) "
@@ -534,16 +615,22 @@ async def _transition(conn: asyncpg.Connection, ctx: Context, alert_id: uuid.UUI
             await conn.execute("UPDATE alerts SET dispatched_at = coalesce(dispatched_at, $2), "
                                "dispatch = dispatch || $3::jsonb WHERE id = $1", alert_id, now, [entry])
             step(kind, {"operator": actor, "targets": body["targets"], "note": body.get("note")})
+            if "emergency_contact" in body["targets"]:
+                await start_notifications(conn, ctx, row, "dispatch")
         elif kind == "resolved":
             await conn.execute("UPDATE alerts SET status = 'resolved', resolved_at = $2, resolved_by = $3, "
                                "resolution = $4, resolution_note = $5, escalate_at = NULL WHERE id = $1",
                                alert_id, now, actor, body["resolution"], body.get("note"))
+            await conn.execute("UPDATE notifications SET status = 'cancelled', last_error = 'alert resolved' "
+                               "WHERE alert_id = $1 AND status = 'pending'", alert_id)
             step(kind, {"operator": actor, "resolution": body["resolution"],
                         "seconds_to_resolve": (now - row["raised_at"]).total_seconds()})
         elif kind == "escalated":
             await conn.execute("UPDATE alerts SET level = 'city', escalated_at = $2, escalate_at = NULL WHERE id = $1",
                                alert_id, now)
             step(kind, {"level": "city", "reason": "operator", "operator": actor})
+            if _contacts_on_escalation(ctx, row):
+                await start_notifications(conn, ctx, row, "escalated")
 
 
 # ------------------------------------------------------------------ timers (run by the leader)
@@ -561,8 +648,75 @@ async def escalate_due(conn: asyncpg.Connection, limit: int = 500) -> int:
     for r in rows:
         ctx.steps.append(Step(r["id"], r["county_code"], r["resident_id"], r["severity"], r["silence_id"] is not None,
                               "escalated", ctx.now, "system", {"level": "city", "reason": "not_acknowledged"}))
+        if _contacts_on_escalation(ctx, r):
+            await start_notifications(conn, ctx, r, "escalated")
     await flush_steps(conn, ctx.steps)
     return len(rows)
+
+
+# ------------------------------------------------------------------ emergency contacts
+
+def _contacts_on_escalation(ctx: Context, row) -> bool:
+    rules, _ = ctx.book.for_county(row["county_code"])
+    return (rules.contacts.on_escalation and row["severity"] in rules.contacts.severities
+            and row["silence_id"] is None and row["resident_id"] is not None)
+
+
+async def start_notifications(conn: asyncpg.Connection, ctx: Context, row, trigger: str) -> None:
+    """Start calling the resident's emergency contacts about the alert, first in their calling order
+    (the sender moves down the list when one cannot be reached). Nothing new while a call is under
+    way; no contact on file is itself a step on the timeline, so the operator sees it."""
+    alert_id = row["id"]
+    if await conn.fetchval("SELECT 1 FROM notifications WHERE alert_id = $1 AND status = 'pending'", alert_id):
+        return
+    first = None
+    if row["resident_id"] is not None:
+        first = await conn.fetchrow("SELECT position, name, phone FROM contacts WHERE resident_id = $1 "
+                                    "ORDER BY position LIMIT 1", row["resident_id"])
+    if first is None:
+        ctx.steps.append(Step(alert_id, row["county_code"], row["resident_id"], row["severity"],
+                              row["silence_id"] is not None, "notified", ctx.now, "system", {
+                                  "contact": "—", "position": 0, "trigger": trigger, "attempt": 0,
+                                  "outcome": "no_contact", "error": "no emergency contact on file"}))
+        return
+    await conn.execute("INSERT INTO notifications (alert_id, county_code, resident_id, position, name, phone, trigger, "
+                       "next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", alert_id, row["county_code"],
+                       row["resident_id"], first["position"], first["name"], first["phone"], trigger, ctx.now)
+
+
+async def notification_outcomes(conn: asyncpg.Connection, results: list[tuple], max_attempts: int,
+                                first_retry_s: float) -> None:
+    """What the sender learnt, in one transaction: each attempt a `notified` step; sent, retried
+    with backoff, or failed, and then the next contact in the calling order is tried."""
+    ctx = await context(conn)
+    for r, error in results:
+        attempts = r["attempts"] + 1
+        data = {"contact": notify.label(r["name"], r["phone"]), "position": r["position"], "trigger": r["trigger"],
+                "attempt": attempts}
+        if error is None:
+            await conn.execute("UPDATE notifications SET status = 'sent', attempts = $2, last_error = NULL, "
+                               "sent_at = $3 WHERE id = $1", r["id"], attempts, ctx.now)
+            data["outcome"] = "sent"
+        else:
+            delay = notify.retry_delay(attempts, max_attempts, first_retry_s)
+            data["error"] = error
+            if delay is not None:
+                due = ctx.now + timedelta(seconds=delay)
+                await conn.execute("UPDATE notifications SET attempts = $2, last_error = $3, next_attempt_at = $4 "
+                                   "WHERE id = $1", r["id"], attempts, error, due)
+                data.update(outcome="retrying", next_attempt_at=due)
+            else:
+                await conn.execute("UPDATE notifications SET status = 'failed', attempts = $2, last_error = $3 "
+                                   "WHERE id = $1", r["id"], attempts, error)
+                data["outcome"] = "failed"
+                await conn.execute(
+                    "INSERT INTO notifications (alert_id, county_code, resident_id, position, name, phone, trigger, "
+                    "next_attempt_at) SELECT $1, $2, resident_id, position, name, phone, $3, $4 FROM contacts "
+                    "WHERE resident_id = $5 AND position > $6 ORDER BY position LIMIT 1",
+                    r["alert_id"], r["county_code"], r["trigger"], ctx.now, r["resident_id"], r["position"])
+        ctx.steps.append(Step(r["alert_id"], r["county_code"], r["resident_id"], r["severity"],
+                              r["silence_id"] is not None, "notified", ctx.now, "system", data))
+    await flush_steps(conn, ctx.steps)
 
 
 async def no_activity_due(conn: asyncpg.Connection, limit: int = 1000) -> int:

@@ -40,6 +40,8 @@ class Resident(SQLModel, table=True):
     last_visit_at: datetime | None = None
     visit_due_at: datetime | None = None
     visit_warned_at: datetime | None = None
+    home_lat: float | None = None
+    home_lon: float | None = None
 
 
 class Signal(SQLModel, table=True):
@@ -193,6 +195,91 @@ class Order(SQLModel, table=True):
     late_check_at: datetime | None = None
 
 
+class Geofence(SQLModel, table=True):
+    """A safe zone set for a resident through the API (a home zone needs no row: it is derived)."""
+
+    __tablename__ = "geofences"
+    __table_args__ = {"schema": SCHEMA}
+
+    resident_id: uuid.UUID = Field(primary_key=True)
+    county_code: str
+    lat: float
+    lon: float
+    radius_m: float
+    device_id: str | None = None
+    note: str | None = None
+    set_by: str
+    set_at: datetime
+
+
+class GeofenceState(SQLModel, table=True):
+    __tablename__ = "geofence_states"
+    __table_args__ = {"schema": SCHEMA}
+
+    resident_id: uuid.UUID = Field(primary_key=True)
+    state: str
+    streak: int = 0
+    distance_m: float | None = None
+    last_fix_at: datetime | None = None
+    zone_source: str | None = None
+
+
+class Contact(SQLModel, table=True):
+    """A resident's emergency contact, `position` 1 called first."""
+
+    __tablename__ = "contacts"
+    __table_args__ = {"schema": SCHEMA}
+
+    resident_id: uuid.UUID = Field(primary_key=True)
+    position: int = Field(primary_key=True)
+    county_code: str
+    name: str
+    relation: str | None = None
+    phone: str
+    updated_by: str
+    updated_at: datetime
+
+
+class Notification(SQLModel, table=True):
+    """One emergency contact to notify about one alert, with its attempts."""
+
+    __tablename__ = "notifications"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(primary_key=True)
+    alert_id: uuid.UUID
+    county_code: str
+    resident_id: uuid.UUID
+    position: int
+    name: str
+    phone: str
+    trigger: str
+    status: str = "pending"
+    attempts: int = 0
+    next_attempt_at: datetime
+    last_error: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class AuditEntry(SQLModel, table=True):
+    """Append-only (a trigger refuses UPDATE, DELETE, TRUNCATE): every phone number shown in clear."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = Field(primary_key=True)
+    at: datetime
+    actor: str
+    role: str
+    county_code: str | None = None
+    action: str
+    resident_id: uuid.UUID | None = None
+    fields: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(String)))
+    reason: str
+    trace_id: str | None = None
+
+
 # ------------------------------------------------------------------ rules
 
 class RuleBook:
@@ -343,6 +430,90 @@ ALERT_COLUMNS = """a.id, a.county_code, a.resident_id, a.device_id, a.cause, a.s
 a.count, a.first_seen_at, a.last_seen_at, a.raised_at, a.acknowledged_at, a.acknowledged_by, a.dispatched_at,
 a.dispatch, a.resolved_at, a.resolved_by, a.resolution, a.resolution_note, a.escalate_at, a.escalated_at,
 a.silence_id, a.rule_version, a.incident_id, a.details,
-r.name AS resident_name, r.emergency_contact, r.township, r.village, r.living_arrangement"""
+r.name AS resident_name, r.emergency_contact, r.township, r.village, r.living_arrangement,
+c.contact_name, c.contact_phone, c.contact_relation"""
 
-ALERT_FROM = "alerts a LEFT JOIN residents r ON r.resident_id = a.resident_id"
+# The first emergency contact in the calling order comes with each alert (its phone masked when shown).
+CONTACT_JOIN = ("LEFT JOIN LATERAL (SELECT name AS contact_name, phone AS contact_phone, relation AS contact_relation FROM contacts "
+              "WHERE contacts.resident_id = a.resident_id ORDER BY position LIMIT 1) c ON true")
+ALERT_FROM = f"alerts a LEFT JOIN residents r ON r.resident_id = a.resident_id {CONTACT_JOIN}"
+
+
+# ------------------------------------------------------------------ residents: contacts, geofences, audit
+
+async def resident(conn: asyncpg.Connection, resident_id: uuid.UUID) -> asyncpg.Record | None:
+    """The projection's row of a resident, or None."""
+    return await conn.fetchrow("SELECT resident_id, county_code, name, village, categories, home_lat, home_lon "
+                               "FROM residents WHERE resident_id = $1", resident_id)
+
+
+async def contacts(conn: asyncpg.Connection, resident_id: uuid.UUID) -> list[asyncpg.Record]:
+    """A resident's emergency contacts in calling order."""
+    return await conn.fetch("SELECT position, name, relation, phone, updated_by, updated_at FROM contacts "
+                            "WHERE resident_id = $1 ORDER BY position", resident_id)
+
+
+async def replace_contacts(conn: asyncpg.Connection, resident_id: uuid.UUID, county_code: str, entries: list[dict],
+                           updated_by: str) -> None:
+    """The resident's contacts become `entries`, in that calling order (position 1 first)."""
+    await conn.execute("DELETE FROM contacts WHERE resident_id = $1", resident_id)
+    await conn.executemany(
+        "INSERT INTO contacts (resident_id, position, county_code, name, relation, phone, updated_by) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [(resident_id, n, county_code, e["name"], e.get("relation"), e["phone"], updated_by)
+         for n, e in enumerate(entries, 1)])
+
+
+async def write_audit(conn: asyncpg.Connection, *, actor: str, role: str, county_code: str | None, action: str,
+                      resident_id: uuid.UUID | None, fields: list[str], reason: str, trace_id: str | None) -> None:
+    """One row per personal-data access (the table only takes inserts)."""
+    await conn.execute("INSERT INTO audit_log (actor, role, county_code, action, resident_id, fields, reason, "
+                       "trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                       actor, role, county_code, action, resident_id, fields, reason, trace_id)
+
+
+async def audit_entries(conn: asyncpg.Connection, resident_id: uuid.UUID | None, limit: int) -> list[asyncpg.Record]:
+    """The audit log, newest first (of one resident, if given)."""
+    return await conn.fetch("SELECT id, at, actor, role, county_code, action, resident_id, fields, reason, trace_id "
+                            "FROM audit_log WHERE ($1::uuid IS NULL OR resident_id = $1) ORDER BY id DESC LIMIT $2",
+                            resident_id, limit)
+
+
+async def geofence(conn: asyncpg.Connection, resident_id: uuid.UUID) -> asyncpg.Record | None:
+    """The zone set for a resident through the API, or None."""
+    return await conn.fetchrow("SELECT * FROM geofences WHERE resident_id = $1", resident_id)
+
+
+async def geofence_state(conn: asyncpg.Connection, resident_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT state, streak, distance_m, last_fix_at, zone_source FROM geofence_states "
+                               "WHERE resident_id = $1", resident_id)
+
+
+async def set_geofence(conn: asyncpg.Connection, resident_id: uuid.UUID, county_code: str, lat: float, lon: float,
+                       radius_m: float, device_id: str | None, note: str | None, set_by: str) -> None:
+    """Set (or replace) a resident's zone; the zone state starts again from inside."""
+    await conn.execute(
+        "INSERT INTO geofences (resident_id, county_code, lat, lon, radius_m, device_id, note, set_by) "
+        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (resident_id) DO UPDATE SET county_code = EXCLUDED.county_code, "
+        "lat = EXCLUDED.lat, lon = EXCLUDED.lon, radius_m = EXCLUDED.radius_m, device_id = EXCLUDED.device_id, "
+        "note = EXCLUDED.note, set_by = EXCLUDED.set_by, set_at = now()",
+        resident_id, county_code, lat, lon, radius_m, device_id, note, set_by)
+    await conn.execute("DELETE FROM geofence_states WHERE resident_id = $1", resident_id)
+
+
+async def clear_geofence(conn: asyncpg.Connection, resident_id: uuid.UUID) -> bool:
+    """Remove a resident's configured zone (a home zone may apply again); False if there was none."""
+    status = await conn.execute("DELETE FROM geofences WHERE resident_id = $1", resident_id)
+    await conn.execute("DELETE FROM geofence_states WHERE resident_id = $1", resident_id)
+    return status != "DELETE 0"
+
+
+async def notifications(conn: asyncpg.Connection, alert_id: uuid.UUID) -> list[asyncpg.Record]:
+    """An alert's emergency-contact notifications, in the order they were started."""
+    return await conn.fetch("SELECT id, position, name, phone, trigger, status, attempts, next_attempt_at, last_error, "
+                            "created_at, sent_at FROM notifications WHERE alert_id = $1 ORDER BY id", alert_id)
+
+
+async def alert_county(conn: asyncpg.Connection, alert_id: uuid.UUID) -> asyncpg.Record | None:
+    """The county of an alert, or None."""
+    return await conn.fetchrow("SELECT county_code FROM alerts WHERE id = $1", alert_id)

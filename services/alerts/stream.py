@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from services.alerts.store import ALERT_COLUMNS, STREAM_CHANNEL
+from services.alerts.store import ALERT_COLUMNS, CONTACT_JOIN, STREAM_CHANNEL
 from shared.db import Database, connect
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ PAGE = 1000
 STEPS_SINCE = f"""
 SELECT s.seq, s.kind, s.at AS step_at, s.actor, s.data AS step_data, {ALERT_COLUMNS}
 FROM alert_steps s JOIN alerts a ON a.id = s.alert_id LEFT JOIN residents r ON r.resident_id = a.resident_id
+{CONTACT_JOIN}
 WHERE s.seq > $1 AND ($2::text IS NULL OR s.county_code = $2) ORDER BY s.seq LIMIT $3
 """
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DispatchTarget = Literal["emergency_contact", "caregiver", "doctor", "ambulance_120", "police_110", "community"]
 Resolution = Literal["false_alarm", "helped_at_home", "taken_to_hospital", "resolved_by_family",
-                     "device_fixed", "visited", "no_action_needed", "deceased", "other"]
+                     "device_fixed", "visited", "returned_to_zone", "no_action_needed", "deceased", "other"]
 
 
 class _Data(BaseModel):
@@ -76,6 +76,19 @@ class AlertResolved(_Data):
     seconds_to_resolve: float | None = Field(None, ge=0)
 
 
+class AlertNotified(_Data):
+    """One attempt to notify a resident's emergency contact (an SMS or voice call through the
+    notification gateway), on the alert's escalation path. The phone number is always masked here."""
+
+    contact: str = Field(description="the contact's name and masked phone, e.g. 王建国 138****1234")
+    position: int = Field(ge=0, description="the contact's place in the resident's calling order (0: none on file)")
+    trigger: Literal["dispatch", "escalated"]
+    attempt: int = Field(ge=0)
+    outcome: Literal["sent", "retrying", "failed", "no_contact"]
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
 ALERT_EVENTS: dict[str, type[BaseModel]] = {
     "eldercare.alert.raised.v1": AlertRaised,
     "eldercare.alert.updated.v1": AlertUpdated,
@@ -83,4 +96,5 @@ ALERT_EVENTS: dict[str, type[BaseModel]] = {
     "eldercare.alert.dispatched.v1": AlertDispatched,
     "eldercare.alert.escalated.v1": AlertEscalated,
     "eldercare.alert.resolved.v1": AlertResolved,
+    "eldercare.alert.notified.v1": AlertNotified,
 }

@@ -67,6 +67,17 @@ class DeviceAlarm(_Located):
     code: str = Field(min_length=1, max_length=40, pattern=r"^[A-Z0-9_]+$")
 
 
+class DeviceLocation(_Data):
+    """A position fix from a resident's wearable or phone (WGS-84), sent every few minutes; the alerts
+    service checks it against the resident's safe zone (geofence)."""
+
+    device_id: str = Field(min_length=1, max_length=100)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    # The fix's reported horizontal accuracy (radius, metres), when the device gives one.
+    accuracy_m: float | None = Field(None, ge=0, le=10_000)
+
+
 class VisitLogged(_Data):
     """A visit (home, phone or video) made to a resident by county staff or volunteers."""
 
@@ -137,6 +148,7 @@ COUNTY_EVENTS: dict[str, type[BaseModel]] = {
     "eldercare.county.device.vitals.v1": DeviceVitals,
     "eldercare.county.device.activity.v1": DeviceActivity,
     "eldercare.county.device.alarm.v1": DeviceAlarm,
+    "eldercare.county.device.location.v1": DeviceLocation,
     "eldercare.county.visit.logged.v1": VisitLogged,
     "eldercare.county.facility.reported.v1": FacilityReported,
     "eldercare.county.training.recorded.v1": TrainingRecorded,

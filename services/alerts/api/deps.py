@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from shared.auth import Principal, Role, decode_token
+from shared.idcard import mask_phone
 from shared.problems import Forbidden, Unauthorized
 from shared.settings import get_settings
 
@@ -51,7 +52,7 @@ async def operator(request: Request) -> Principal:
 async def city_only(request: Request) -> Principal:
     principal = _principal(request, None)
     if principal.role != Role.CITY:
-        raise Forbidden("Only the city may change the rules.")
+        raise Forbidden("Only the city may do this (the rules, the audit log).")
     return principal
 
 
@@ -71,6 +72,15 @@ def mask_name(name: str | None) -> str | None:
     if not name:
         return name
     return name[0] + "*" * (len(name) - 1)
+
+
+def _contact(row) -> str | None:
+    """The first emergency contact as an operator sees it with the alert: name, relation, masked
+    phone (the number in clear only through /v1/residents/{id}/contacts with a reason, audited)."""
+    if row["contact_name"] is None:
+        return row["emergency_contact"]
+    relation = f"（{row['contact_relation']}）" if row["contact_relation"] else ""
+    return f"{row['contact_name']}{relation} {mask_phone(row['contact_phone'])}"
 
 
 def present(row, principal: Principal) -> dict:
@@ -94,7 +104,7 @@ def present(row, principal: Principal) -> dict:
         "name": row["resident_name"] if operator_view else mask_name(row["resident_name"]),
         "township": row["township"], "village": row["village"] if operator_view else None,
         "living_arrangement": row["living_arrangement"],
-        "emergency_contact": row["emergency_contact"] if operator_view else None,
+        "emergency_contact": _contact(row) if operator_view else None,
     }
     if not operator_view:
         for key in ("lat", "lon"):

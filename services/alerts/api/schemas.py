@@ -55,3 +55,25 @@ class RulesBody(_Body):
     note: str | None = Field(None, max_length=500)
     # Optimistic concurrency: the version the editor started from.
     base_version: int | None = Field(None, ge=1)
+
+
+class ContactEntry(_Body):
+    name: str = Field(min_length=1, max_length=50)
+    relation: str | None = Field(None, min_length=1, max_length=20, description="子女, 配偶, 邻居 …")
+    # Mobile or landline: digits, optionally +86 first, spaces or dashes between groups.
+    phone: str = Field(min_length=5, max_length=24, pattern=r"^\+?[0-9][0-9 \-]{3,22}[0-9]$")
+
+
+class ContactsBody(_Body):
+    """The resident's emergency contacts in calling order (the first is called first)."""
+
+    contacts: list[ContactEntry] = Field(max_length=5)
+
+
+class GeofenceBody(_Body):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    radius_m: float = Field(ge=50, le=50_000)
+    # Only this device's fixes count (a resident with a phone and a wearable), if given.
+    device_id: str | None = Field(None, min_length=1, max_length=100)
+    note: str | None = Field(None, max_length=500)

@@ -14,8 +14,9 @@ FALL = "eldercare.county.device.fall.v1"
 VITALS_TYPE = "eldercare.county.device.vitals.v1"
 ACTIVITY = "eldercare.county.device.activity.v1"
 ALARM = "eldercare.county.device.alarm.v1"
+LOCATION = "eldercare.county.device.location.v1"
 VISIT = "eldercare.county.visit.logged.v1"
-DEVICE_TYPES = frozenset({SOS, FALL, VITALS_TYPE, ACTIVITY, ALARM})
+DEVICE_TYPES = frozenset({SOS, FALL, VITALS_TYPE, ACTIVITY, ALARM, LOCATION})
 
 # An SOS and a fall close together are one emergency seen twice (the wearer pressed the button
 # after falling, or the fall detector fired after the press): one incident.

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.events.residents import Category
+
 Severity = Literal["critical", "warning"]
 VITALS = ("heart_rate", "spo2", "systolic", "diastolic", "temperature")
 
@@ -52,6 +54,34 @@ class VisitRule(_Doc):
     warn_others: bool = False
 
 
+class GeofenceRule(_Doc):
+    """Safe zones. A resident in one of `home_zone_categories` whose home location the registry
+    sends gets a circle of `radius_m` around it; a zone set through the API (any resident) wins.
+    Leaving counts only when a fix is outside the radius by more than `hysteresis_m` plus its own
+    accuracy for `exit_fixes` fixes in a row; coming back only when one is inside by more than
+    `hysteresis_m` for `return_fixes` in a row: GPS jitter at the edge changes nothing. Fixes less
+    accurate than `max_accuracy_m` are ignored."""
+
+    enabled: bool = True
+    home_zone_categories: list[Category] = Field(default_factory=lambda: ["dementia"], max_length=7)
+    radius_m: float = Field(300, gt=0, le=50_000)
+    hysteresis_m: float = Field(50, ge=0, le=5_000)
+    exit_fixes: int = Field(2, ge=1, le=20)
+    return_fixes: int = Field(2, ge=1, le=20)
+    max_accuracy_m: float = Field(250, gt=0, le=10_000)
+    # A dementia elder out of their zone is an emergency (wandering, 走失): critical by default, so
+    # it escalates and the emergency contacts are called.
+    severity: Severity = "critical"
+
+
+class ContactRule(_Doc):
+    """Emergency contacts on the escalation path: called when an alert of these severities escalates
+    (not acknowledged in time), and whenever an operator dispatches `emergency_contact`."""
+
+    on_escalation: bool = True
+    severities: list[Severity] = Field(default_factory=lambda: ["critical"], min_length=0, max_length=2)
+
+
 class Rules(_Doc):
     escalate_after_s: float = Field(60, gt=0, le=3600)
     incident_window_s: float = Field(300, ge=0, le=3600)
@@ -81,6 +111,8 @@ class Rules(_Doc):
     # is flagged.
     late_minutes: list[int] = Field(default_factory=lambda: [15, 30, 60], min_length=1, max_length=6)
     short_visit_ratio: float = Field(0.5, gt=0, le=1)
+    geofence: GeofenceRule = Field(default_factory=GeofenceRule)
+    contacts: ContactRule = Field(default_factory=ContactRule)
 
     @model_validator(mode="after")
     def _known_vitals(self) -> "Rules":

@@ -18,6 +18,8 @@
       status: "状态", open: "未确认", acknowledged: "已确认", resolved: "已处置", level: "层级", rule: "规则版本",
       k_raised: "报警", k_updated: "重复信号", k_acknowledged: "确认接警", k_dispatched: "派遣",
       k_escalated: "升级至市级", k_resolved: "处置完毕", unknown: "（未知）", silenced: "已静默",
+      k_notified: "通知紧急联系人", n_sent: "已发出", n_retrying: "未接通，稍后重试", n_failed: "未能联系",
+      n_no_contact: "无紧急联系人", c_geofence_exit: "离开安全区域", r_returned_to_zone: "已返回安全区域",
       need_token: "本页面需要值班员令牌（市级或县区）。请在地址后加上 ?token=…（用 eldercare token --role county --county 410928 生成）。",
       bad_token: "令牌被拒绝（HTTP {status}）：无效、过期或角色不符。",
       c_sos: "SOS 呼救", c_fall: "跌倒", c_no_activity: "长时间无活动", c_visit_overdue: "探访逾期",
@@ -42,6 +44,9 @@
       resolved: "Resolved", level: "Level", rule: "Rule version", k_raised: "Raised", k_updated: "Repeated signal",
       k_acknowledged: "Acknowledged", k_dispatched: "Dispatched", k_escalated: "Escalated to the city",
       k_resolved: "Resolved", unknown: "(unknown)", silenced: "Silenced",
+      k_notified: "Emergency contact notified", n_sent: "sent", n_retrying: "not reached, retrying",
+      n_failed: "could not be reached", n_no_contact: "no emergency contact on file",
+      c_geofence_exit: "Left the safe zone", r_returned_to_zone: "Back in the safe zone",
       need_token: "This page needs a duty operator's token (city or county): add ?token=… to the address (make one with eldercare token --role county --county 410928).",
       bad_token: "The token was refused (HTTP {status}): invalid, expired or the wrong role.",
       c_sos: "SOS call", c_fall: "Fall", c_no_activity: "No activity", c_visit_overdue: "Visit overdue",
@@ -145,7 +150,8 @@
       [t("status"), t(a.status)], [t("level"), t(a.level)], [t("rule"), a.rule_version]];
     $("detail-facts").innerHTML = facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("");
     $("timeline").innerHTML = a.timeline.map((s) => `<li data-testid="timeline-step" data-kind="${s.kind}">
-      <time class="mono" datetime="${s.at}">${hms(s.at)}</time>${esc(t("k_" + s.kind))}${s.actor ? " · " + esc(s.actor) : ""}</li>`).join("");
+      <time class="mono" datetime="${s.at}">${hms(s.at)}</time>${esc(t("k_" + s.kind))}${s.actor ? " · " + esc(s.actor) : ""}${s.kind === "notified" && s.data
+        ? " · " + esc(s.data.contact) + " · " + esc(t("n_" + s.data.outcome)) : ""}</li>`).join("");
     $("ack-button").disabled = a.status !== "open";
     $("dispatch-button").disabled = a.status === "resolved";
     $("resolve-button").disabled = a.status === "resolved";
@@ -181,7 +187,7 @@
       render();
       if (frame.alert.id === state.selected) showDetail(frame.alert.id).catch(() => {});
     };
-    for (const kind of ["raised", "updated", "acknowledged", "dispatched", "escalated", "resolved"]) {
+    for (const kind of ["raised", "updated", "acknowledged", "dispatched", "escalated", "resolved", "notified"]) {
       source.addEventListener(kind, onStep);
     }
     source.addEventListener("ready", () => { conn.dataset.state = "live"; conn.querySelector(".conn-text").textContent = t("conn_live"); });

@@ -139,7 +139,9 @@ async def test_ack_dispatch_resolve_timeline_is_timestamped_and_emitted_and_the_
     done = await alerts.post(f"{url}/resolve", headers=puyang, json={"resolution": "taken_to_hospital"})
     assert done.status_code == 200
     timeline = done.json()["timeline"]
-    assert [s["kind"] for s in timeline] == ["raised", "acknowledged", "dispatched", "resolved"]
+    # Dispatching the emergency contact calls them; this resident has none on file, which the timeline says.
+    assert [s["kind"] for s in timeline] == ["raised", "acknowledged", "dispatched", "notified", "resolved"]
+    assert timeline[3]["data"]["outcome"] == "no_contact"
     assert all(s["at"] for s in timeline)
     assert (await alerts.post(f"{url}/escalate", headers=puyang)).status_code == 409
 
@@ -150,7 +152,7 @@ async def test_ack_dispatch_resolve_timeline_is_timestamped_and_emitted_and_the_
 
     kinds = await wait_for(emitted, 60, interval=1.0)
     assert kinds == ["eldercare.alert.raised.v1", "eldercare.alert.acknowledged.v1",
-                     "eldercare.alert.dispatched.v1", "eldercare.alert.resolved.v1"]
+                     "eldercare.alert.dispatched.v1", "eldercare.alert.notified.v1", "eldercare.alert.resolved.v1"]
     kpis = (await alerts.get("/v1/kpis", headers=puyang)).json()
     county = kpis["counties"]["410928"]
     assert county["acknowledged"] >= 1 and county["ack_seconds_median"] is not None

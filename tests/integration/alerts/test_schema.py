@@ -8,7 +8,8 @@ from services.alerts import store
 async def test_store_models_match_the_migrated_schema(alerts):
     runtime = alerts.app.state.runtime
     models = [store.Resident, store.Signal, store.VitalState, store.RuleVersion, store.Alert, store.AlertStep,
-              store.SilenceRow, store.Subscription, store.Delivery, store.Order]
+              store.SilenceRow, store.Subscription, store.Delivery, store.Order, store.Geofence, store.GeofenceState, store.Contact,
+              store.Notification, store.AuditEntry]
     async with runtime.db.connection() as conn:
         for model in models:
             table = model.__tablename__

@@ -82,7 +82,9 @@ async def test_unacknowledged_critical_escalates_to_the_city_once_even_across_a_
     await asyncio.sleep(1.0)
     kinds = [s["kind"] for s in done["timeline"]]
     again = (await alerts.get(f"/v1/alerts/{alert['id']}", headers=qingfeng)).json()
-    assert [s["kind"] for s in again["timeline"]] == kinds == ["raised", "escalated"]
+    # Escalating calls the emergency contacts (none on file here: the timeline says so), once too.
+    assert [s["kind"] for s in again["timeline"]] == kinds == ["raised", "escalated", "notified"]
+    assert again["timeline"][2]["data"]["outcome"] == "no_contact"
     kpis = (await alerts.get("/v1/kpis", headers=city)).json()
     assert kpis["counties"][QINGFENG]["escalations"] >= 1 and kpis["city"]["escalations"] >= 1
     # Acknowledged in time: no escalation.
