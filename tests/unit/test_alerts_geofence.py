@@ -100,3 +100,15 @@ def test_contact_retries_back_off_then_give_up_and_phones_are_masked():
     text = notify.message("李桂兰", "东街社区", "geofence_exit")
     assert "李桂兰" in text and "离开安全区域" in text
 
+
+def test_an_evv_check_in_away_from_home_is_a_warning_and_a_verified_one_is_not():
+    from services.alerts.domain.orders import transition_findings
+
+    [finding] = transition_findings("checked_in", {"order_id": "o1", "caregiver_id": "cg", "distance_m": 420,
+                                                   "accuracy_m": 20, "evv_exceptions": ["check_in_outside_geofence"]})
+    assert (finding.cause, finding.severity, finding.details["distance_m"]) == ("checkin_outside_geofence",
+                                                                               "warning", 420)
+    [out] = transition_findings("completed", {"order_id": "o1", "evv_exceptions": ["check_out_outside_geofence"]})
+    assert out.cause == "checkout_outside_geofence"
+    assert transition_findings("checked_in", {"order_id": "o2", "evv_exceptions": []}) == []
+    assert transition_findings("checked_in", {"order_id": "o3", "evv_exceptions": None}) == []

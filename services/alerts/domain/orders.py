@@ -1,6 +1,6 @@
 """What the order stream says about care that did not happen as booked: not accepted in time, a
-caregiver late (15/30/60 min) or absent, a visit far shorter than booked, one caregiver in two
-places at once. Pure: the handlers keep each order's projection and call these."""
+caregiver late (15/30/60 min) or absent, checked in or out away from the resident's home (the orders
+service's EVV geofence), a visit far shorter than booked, one caregiver in two places at once. Pure: the handlers keep each order's projection and call these."""
 
 from __future__ import annotations
 
@@ -27,7 +27,16 @@ def late_level(scheduled_start: datetime, now: datetime, rules: Rules) -> int:
     return passed[-1] if passed else 0
 
 
+# The orders service's EVV exceptions (services/orders/domain/evv.py) that are alerts here.
+GEOFENCE_EXCEPTIONS = {"checked_in": ("check_in_outside_geofence", "checkin_outside_geofence"),
+                       "completed": ("check_out_outside_geofence", "checkout_outside_geofence")}
+
+
 def transition_findings(state: str, data: dict) -> list[Finding]:
+    fence = GEOFENCE_EXCEPTIONS.get(state)
+    if fence is not None and fence[0] in (data.get("evv_exceptions") or ()):
+        return [Finding(fence[1], "warning", {k: data.get(k) for k in (
+            "order_id", "caregiver_id", "distance_m", "accuracy_m", "lat", "lon") if data.get(k) is not None})]
     if state == "expired":
         return [Finding("order_not_accepted", "warning", {"order_id": data["order_id"]})]
     if state == "no_show":

@@ -1,6 +1,6 @@
 """Orders-derived alerts from the order stream (eldercare.orders.orders.v1, as shared/events/orders.py
 defines it): not accepted in time, no-show, caregiver late by the persisted timer, a visit far shorter
-than booked, one caregiver checked in at two homes."""
+than booked, one caregiver checked in at two homes, a check-in away from the home."""
 
 from __future__ import annotations
 
@@ -39,9 +39,10 @@ async def test_orders_raise_late_no_show_short_visit_and_double_booking(registry
     a = await register(registry, settings)
     b = await register(registry, settings)
     c = await register(registry, settings)
-    for rid in (a, b, c):
+    d = await register(registry, settings)
+    for rid in (a, b, c, d):
         await projected(alerts, rid)
-    late, expired, short, other = (f"o-{uuid.uuid4().hex[:8]}" for _ in range(4))
+    late, expired, short, other, away = (f"o-{uuid.uuid4().hex[:8]}" for _ in range(5))
     records = [
         placed(late, a, now - timedelta(minutes=35)),
         placed(expired, b, now + timedelta(hours=2)),
@@ -51,6 +52,10 @@ async def test_orders_raise_late_no_show_short_visit_and_double_booking(registry
         placed(other, b, now - timedelta(minutes=10)),
         moved("checked_in", other, b, "assigned", now - timedelta(minutes=9), caregiver_id="cg-1"),
         moved("completed", short, c, "checked_in", now - timedelta(minutes=40), caregiver_id="cg-1"),
+        placed(away, d, now - timedelta(minutes=5)),
+        # The orders service's EVV found the check-in 420 m from the home (beyond 150 m + accuracy).
+        moved("checked_in", away, d, "assigned", now - timedelta(minutes=4), caregiver_id="cg-2", lat=35.70,
+              lon=115.03, accuracy_m=20, distance_m=420, evv_exceptions=["check_in_outside_geofence"]),
     ]
     # One key, so one partition: the orders' events are applied in the order written (keyed by
     # order id, two orders' events may interleave either way; the second check-in is the one flagged).
@@ -75,3 +80,6 @@ async def test_orders_raise_late_no_show_short_visit_and_double_booking(registry
     await produce(bootstrap, TOPIC, [moved("no_show", late, a, "assigned", now)])
     await wait_alert(alerts, puyang, a, "caregiver_no_show")
     assert [x["cause"] for x in await alerts_of(alerts, puyang, resident_id=c)] == ["visit_short"]
+    outside = await wait_alert(alerts, puyang, d, "checkin_outside_geofence")
+    assert outside["severity"] == "warning" and outside["details"]["distance_m"] == 420
+    assert outside["details"]["order_id"] == away and outside["details"]["caregiver_id"] == "cg-2"
