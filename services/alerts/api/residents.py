@@ -155,9 +155,11 @@ async def get_notifications(alert_id: uuid.UUID, principal: Operator, runtime: R
         if alert is None or not principal.may_see_county(alert["county_code"]):
             raise NotFound("No such alert in this token's scope.", field="alert_id")
         rows = await store.notifications(conn, alert_id)
+    # next_attempt_at means something only while a call is still to be made.
     return {"alert_id": str(alert_id), "items": [
-        {**{k: r[k] for k in ("id", "position", "name", "trigger", "status", "attempts", "next_attempt_at",
-                              "last_error", "created_at", "sent_at")}, "phone": mask_phone(r["phone"])}
+        {**{k: r[k] for k in ("id", "position", "name", "trigger", "status", "attempts", "last_error", "created_at",
+                              "sent_at")}, "phone": mask_phone(r["phone"]),
+         "next_attempt_at": r["next_attempt_at"] if r["status"] == "pending" else None}
         for r in rows]}
 
 

@@ -149,6 +149,7 @@ async def test_escalation_calls_the_contacts_in_order_retrying_and_falling_back_
             calls = (await alerts.get(f"/v1/alerts/{alert['id']}/notifications", headers=nanle)).json()["items"]
             assert [(c["position"], c["phone"], c["status"], c["attempts"], c["last_error"]) for c in calls] == [
                 (1, "139****1111", "failed", 2, "gateway answered HTTP 503"), (2, "137****2222", "sent", 1, None)]
+            assert [c["next_attempt_at"] for c in calls] == [None, None]
             assert (await alerts.get(f"/v1/alerts/{alert['id']}/notifications",
                                      headers=token_for(settings, "county", PUYANG))).status_code == 404
             # The gateway got the numbers (it must dial them), signed, with the message in Chinese.
