@@ -69,7 +69,10 @@ async def kpis(conn: asyncpg.Connection, *, county: str | None, since: datetime 
         "SELECT county_code, severity, extract(epoch FROM acknowledged_at - raised_at) AS ack, "
         "extract(epoch FROM resolved_at - raised_at) AS res, escalated_at IS NOT NULL AS escalated FROM alerts "
         "WHERE ($1::text IS NULL OR county_code = $1) AND ($2::timestamptz IS NULL OR raised_at >= $2) "
-        "AND raised_at < $3 AND ($4::text IS NULL OR severity = $4) AND silence_id IS NULL",
+        "AND raised_at < $3 AND ($4::text IS NULL OR severity = $4) AND silence_id IS NULL "
+        # Closed by the system before an operator answered (the elder came back into the zone, the
+        # overdue visit was logged): no answer to measure, and the system's acknowledgement is none.
+        "AND acknowledged_by IS DISTINCT FROM 'system'",
         county, since, until, severity)
     by_county: dict[str, list[AlertTimes]] = {}
     for r in rows:

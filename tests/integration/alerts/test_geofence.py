@@ -59,6 +59,7 @@ async def fixes_applied(alerts, headers, rid: str, fixes: Fixes) -> dict:
 async def test_a_configured_zone_ignores_jitter_raises_once_on_leaving_and_resolves_on_return(
         registry, alerts, settings):
     puyang = token_for(settings, "county", PUYANG)
+    started = datetime.now(timezone.utc)
     rid = await register(registry, settings, categories=["dementia"], name="陈淑芬")
     await projected(alerts, rid)
     url = f"/v1/residents/{rid}/geofence"
@@ -112,6 +113,12 @@ async def test_a_configured_zone_ignores_jitter_raises_once_on_leaving_and_resol
 
     items = await wait_for(second, 60)
     assert items[0]["id"] != alert["id"] and items[0]["status"] == "open"
+    # The KPIs measure operators: the alert the system closed is not counted as answered (nor at all).
+    kpis = (await alerts.get("/v1/kpis", headers=puyang, params={
+        "since": started.isoformat(), "severity": "critical"})).json()
+    mine = await alerts_of(alerts, puyang, since=started.isoformat(), severity="critical")
+    assert kpis["scope"]["alerts"] == len(mine) - 1 and kpis["scope"]["acknowledged"] == sum(
+        1 for a in mine if a["acknowledged_by"] not in (None, "system"))
     # Removing the zone: a resident whose home is unknown has none left.
     removed = await alerts.delete(url, headers=puyang)
     assert removed.status_code == 200 and removed.json()["effective"] is None
