@@ -267,9 +267,8 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
             continue
         if kind == detection.LOCATION:
             held = zones.get(subject) if subject else None
-            if held is not None:
-                await _located(conn, ctx, held, payload, rules, county=county, subject=subject, at=at,
-                               event_id=event.id)
+            if held is not None and await _located(conn, ctx, held, payload, rules, county=county,
+                                                   subject=subject, at=at, event_id=event.id):
                 touched_zones[subject] = held  # type: ignore[index]
             continue
         findings: list[Finding]
@@ -352,15 +351,16 @@ async def _zones(conn: asyncpg.Connection, ids: list[str]) -> dict[str, _ZoneSta
 
 
 async def _located(conn: asyncpg.Connection, ctx: Context, held: _ZoneState, payload: dict, rules: Rules, *,
-                   county: str, subject: str, at: datetime, event_id: str) -> None:
+                   county: str, subject: str, at: datetime, event_id: str) -> bool:
     """A position fix against the resident's safe zone: leaving raises (once per excursion), coming
-    back resolves the open geofence alert; fixes older than the last one change nothing."""
+    back resolves the open geofence alert; fixes older than the last one change nothing. False when
+    the fix was not evaluated (no zone applies), so no zone state is written for it."""
     zone = geofence.zone_for(held.configured, held.home_lat, held.home_lon, held.categories, rules.geofence)
     device_id = payload.get("device_id")
     if zone is None or (zone.device_id is not None and zone.device_id != device_id):
-        return
+        return False
     if held.last_fix_at is not None and at < held.last_fix_at:
-        return
+        return False
     if held.zone is not None and held.zone != zone:
         held.state, held.streak = "inside", 0
     lat, lon, accuracy = payload["lat"], payload["lon"], payload.get("accuracy_m")
@@ -379,6 +379,7 @@ async def _located(conn: asyncpg.Connection, ctx: Context, held: _ZoneState, pay
             await _transition(conn, ctx, alert["id"], "resolve", "system", {
                 "resolution": "returned_to_zone",
                 "note": f"back in the zone: {round(result.distance_m)} m from its centre"})
+    return True
 
 
 async def _visit_logged(conn: asyncpg.Connection, ctx: Context, rid: uuid.UUID | None, payload: dict,

@@ -169,5 +169,8 @@ async def test_a_dementia_residents_home_from_the_registrys_events_is_their_zone
                                        uuid.UUID(plain), elsewhere.t)
 
     await wait_for(read_through, 60)
-    # Someone without dementia walking about raises nothing.
+    # Someone without dementia walking about raises nothing (and has no zone state written).
     assert await alerts_of(alerts, puyang, resident_id=plain) == []
+    async with runtime.db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM geofence_states WHERE resident_id = $1",
+                                   uuid.UUID(plain)) == 0
