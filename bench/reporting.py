@@ -38,6 +38,10 @@ def registered_events(total: int, seed: int = 42):
                     "village": row["village"], "living_arrangement": row["living_arrangement"],
                     "categories": list(row.get("categories") or []), "ability_level": row.get("ability_level"),
                     "status": row.get("status") or "active", "family_bed": False, "version": 1}
+        if row.get("family_doctor_contract"):
+            signed_on = row.get("family_doctor_signed_on")
+            snapshot |= {"family_doctor_contract": True} | (
+                {"family_doctor_signed_on": signed_on.isoformat()} if signed_on else {})
         yield rid, orjson.dumps({"specversion": "1.0", "id": str(uuid.uuid4()), "source": "registry",
                                  "type": "eldercare.resident.registered.v1", "subject": rid, "time": now,
                                  "countycode": row["county_code"], "data": {"resident": snapshot}})

@@ -52,8 +52,12 @@ CITY_ACTIVE_60PLUS = 666_648
 CSV_HEADERS: tuple[str, ...] = (
     "name", "id_number", "phone", "county_code", "township", "village", "address",
     "living_arrangement", "categories", "ability_level", "emergency_contact", "emergency_phone",
-    "status",
+    "status", "family_doctor_contract", "family_doctor_signed_on",
 )
+# Family-doctor contracts (家庭医生签约): 65+ elders are a key group of the contracting policy; the
+# share signed varies by county (60-75 %), a little by township, and is lower below 65.
+FAMILY_DOCTOR_65PLUS = (0.60, 0.75)
+FAMILY_DOCTOR_BELOW_65 = 0.55  # of the county's 65+ share
 
 
 # ---------------------------------------------------------------- counting -------------
@@ -368,6 +372,8 @@ def generate_residents(
     transferred_cum = _cum([base.get(a, 0.0) * exp(-0.03 * (a - 60)) for a in AGES])
     under60_cum = _cum([(1 + 0.05 * (a - 45)) if a < 60 else 0.0 for a in AGES])
     statuses = ("active", "deceased", "transferred", "active")  # by kind below
+    # Contracts draw from their own generator, so every other field is what it was without them.
+    doctor_rnd = random.Random(f"family-doctor:{seed}").random
 
     for code, county in units.items():
         p = plan[code]
@@ -388,6 +394,10 @@ def generate_residents(
         n_town = len(places)
         own_regions = tables.ZONE_BIRTH_REGIONS.get(code) or _birth_regions_of(code, county, units)
         n_own = len(own_regions)
+        lo65, hi65 = FAMILY_DOCTOR_65PLUS
+        county_rate = lo65 + (hi65 - lo65) * random.Random(f"family-doctor:{code}").random()
+        township_rate = {t: min(0.95, max(0.0, county_rate + 0.1 * (random.Random(f"family-doctor:{code}:{t}")
+                                                                   .random() - 0.5))) for t in townships}
 
         # kind: 0 active 60+, 1 deceased, 2 transferred, 3 hardship under 60
         people: list[tuple[int, int]] = []
@@ -518,6 +528,15 @@ def generate_residents(
             else:
                 contact = contact_phone = None
 
+            # ---- family doctor (the active only: a contract ends with death or a move away)
+            contract, signed_on = False, None
+            if kind in (0, 3):
+                rate = township_rate[township] * (1.0 if age >= 65 else FAMILY_DOCTOR_BELOW_65)
+                if doctor_rnd() < rate:
+                    contract = True
+                    if doctor_rnd() < 0.95:  # the rest signed on paper, the date not recorded
+                        signed_on = as_of - timedelta(days=1 + _int(doctor_rnd() * 365))
+
             yield {
                 "name": name,
                 "id_number": id_number,
@@ -532,11 +551,14 @@ def generate_residents(
                 "emergency_contact": contact,
                 "emergency_phone": contact_phone,
                 "status": statuses[kind],
+                "family_doctor_contract": contract,
+                "family_doctor_signed_on": signed_on,
             }
 
 
 def write_csv(rows: Iterable[Mapping[str, Any]], path_or_file: str | os.PathLike[str] | IO[str]) -> int:
-    """Write rows as the county import template (English headers, `;`-joined categories).
+    """Write rows as the county import template (English headers, `;`-joined categories, 是 for a
+    family-doctor contract).
 
     Returns the number of rows written.
     """
@@ -552,6 +574,8 @@ def write_csv(rows: Iterable[Mapping[str, Any]], path_or_file: str | os.PathLike
             v = row.get(h)
             if h == "categories" and v is not None and not isinstance(v, str):
                 v = ";".join(v)
+            elif h == "family_doctor_contract" and isinstance(v, bool):
+                v = "是" if v else ""  # empty: no contract recorded (as a clerk leaves it)
             values.append("" if v is None else v)
         writer.writerow(values)
         n += 1

@@ -13,7 +13,7 @@ from services.registry.domain.assessment import AssessmentInvalid, assess
 from services.registry.domain.errors import (
     InvalidRecord, OutsideScope, ResidentAlreadyRegistered, ResidentNotActive, ResidentNotFound, StaleVersion,
 )
-from services.registry.domain.residents import ResidentFields, age_on
+from services.registry.domain.residents import ResidentFields, age_on, family_doctor_problem
 from services.registry.ids import new_resident_id
 from services.registry.domain.access import LOOKUP_WINDOW, LOOKUPS_PER_WINDOW, lookup_retry_after, reason_problem
 from services.registry.store import (
@@ -75,6 +75,9 @@ def resident_view(row: asyncpg.Record, *, reveal: bool, today: date | None = Non
         "centenarian": age >= 100,
         "status": row["status"],
         "family_bed": row["family_bed"],
+        "family_doctor_contract": row["family_doctor_contract"],
+        "family_doctor_signed_on": (row["family_doctor_signed_on"].isoformat()
+                                    if row["family_doctor_signed_on"] else None),
         "date_of_death": row["date_of_death"].isoformat() if row["date_of_death"] else None,
         "version": row["version"],
         "masked": not reveal,
@@ -103,7 +106,8 @@ def snapshot(row: asyncpg.Record) -> ResidentSnapshot:
         birth_date=row["birth_date"], gender=row["gender"], township=row["township"], village=row["village"],
         living_arrangement=row["living_arrangement"], categories=list(row["categories"]),
         ability_level=row["ability_level"], status=row["status"], family_bed=row["family_bed"],
-        version=row["version"],
+        version=row["version"], family_doctor_contract=row["family_doctor_contract"],
+        family_doctor_signed_on=row["family_doctor_signed_on"],
     )
 
 
@@ -187,12 +191,14 @@ async def register(conn: asyncpg.Connection, principal: Principal, fields: Resid
     principal.require_county(fields.county_code)
     row = await conn.fetchrow(
         f"""INSERT INTO residents (id, id_number, name, phone, county_code, township, village, address,
-               living_arrangement, categories, ability_level, emergency_contact, emergency_phone, birth_date, gender)
-            VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
+               living_arrangement, categories, ability_level, emergency_contact, emergency_phone, birth_date, gender,
+               family_doctor_contract, family_doctor_signed_on)
+            VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)
             ON CONFLICT (id_number) DO NOTHING RETURNING {RESIDENT_COLUMNS}""",
         new_resident_id(), fields.id_number, fields.name, fields.phone, fields.county_code, fields.township,
         fields.village, fields.address, fields.living_arrangement, fields.categories, fields.ability_level,
         fields.emergency_contact, fields.emergency_phone, fields.birth_date, fields.gender,
+        bool(fields.family_doctor_contract), fields.family_doctor_signed_on,
     )
     if row is None:
         owner = await owner_county_of(conn, fields.id_number)
@@ -206,7 +212,28 @@ async def register(conn: asyncpg.Connection, principal: Principal, fields: Resid
 
 
 PATCHABLE = ("name", "phone", "township", "village", "address", "living_arrangement", "categories",
-             "emergency_contact", "emergency_phone", "family_bed")
+             "emergency_contact", "emergency_phone", "family_bed", "family_doctor_contract",
+             "family_doctor_signed_on")
+FAMILY_DOCTOR = ("family_doctor_contract", "family_doctor_signed_on")
+
+
+def family_doctor_changes(row, changes: dict) -> dict:
+    """The contract and its date after `changes` (only the fields given) applied to `row`: ending a
+    contract clears its date; a date needs a contract (422 naming the date) and no date in the future."""
+    if not any(f in changes for f in FAMILY_DOCTOR):
+        return changes
+    contract = changes.get("family_doctor_contract", row["family_doctor_contract"])
+    if "family_doctor_signed_on" in changes:
+        signed_on = changes["family_doctor_signed_on"]
+    else:
+        signed_on = row["family_doctor_signed_on"] if contract else None
+    if signed_on is not None and signed_on > today_local():
+        raise InvalidRecord("family_doctor_signed_on is in the future; it is the day the contract was signed.",
+                            field="family_doctor_signed_on")
+    problem = family_doctor_problem(contract, signed_on)
+    if problem is not None:
+        raise InvalidRecord(problem + ".", field="family_doctor_signed_on")
+    return {**changes, "family_doctor_contract": contract, "family_doctor_signed_on": signed_on}
 
 
 async def update(conn: asyncpg.Connection, principal: Principal, resident_id: uuid.UUID, expected_version: int,
@@ -216,6 +243,7 @@ async def update(conn: asyncpg.Connection, principal: Principal, resident_id: uu
     if row["version"] != expected_version:
         raise StaleVersion(f"The resident changed since you read it (now version {row['version']}); "
                            "GET it again and retry.", field="If-Match", current_version=row["version"])
+    changes = family_doctor_changes(row, changes)
     changed = {k: v for k, v in changes.items() if k in PATCHABLE and _differs(row[k], v)}
     if not changed:
         return row
@@ -338,8 +366,11 @@ async def upsert_from_county(conn: asyncpg.Connection, fields: ResidentFields, s
         raise ResidentAlreadyRegistered(
             f"This ID number is already registered by county {existing['county_code']}; moving a resident is a "
             "transfer.", field="data.id_number", owner_county=existing["county_code"])
-    changes = {name: getattr(fields, name) for name in PATCHABLE if name != "family_bed"}
+    changes = {name: getattr(fields, name) for name in PATCHABLE if name not in ("family_bed", *FAMILY_DOCTOR)}
     changes["ability_level"] = fields.ability_level
+    if fields.family_doctor_contract is not None:  # not sent: the recorded contract stays
+        changes["family_doctor_contract"] = fields.family_doctor_contract
+        changes["family_doctor_signed_on"] = fields.family_doctor_signed_on
     changed = {k: v for k, v in changes.items() if _differs(existing[k], v)}
     if not changed:
         return existing, "unchanged"

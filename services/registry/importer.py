@@ -35,8 +35,8 @@ import asyncpg
 
 from services.registry.ids import time_ordered_uuids
 from services.registry.domain.imports import (
-    BIRTH_DATE, CATEGORIES, COUNTY, GENDER, ID, ID_NUMBER, LEVEL, LIVING, MAX_ROWS, NAME, ROW_NO,
-    STAGED_COLUMNS, STATUS, TOWNSHIP, VILLAGE, EncodingSniffer, HeaderMap, ImportFileError, ImportsBusy,
+    BIRTH_DATE, CATEGORIES, CONTRACT, COUNTY, GENDER, ID, ID_NUMBER, LEVEL, LIVING, MAX_ROWS, NAME, ROW_NO,
+    SIGNED_ON, STAGED_COLUMNS, STATUS, TOWNSHIP, VILLAGE, EncodingSniffer, HeaderMap, ImportFileError, ImportsBusy,
     MAX_CSV_LINE_BYTES, RowChecker, RowError, cell_text, csv_delimiter, csv_line_too_long_message, detect_kind,
     header_warnings, id_cell_text, is_blank, looks_like_header, map_headers, missing_columns_message,
     other_county_message, too_many_rows_message,
@@ -273,13 +273,14 @@ _STAGING_DDL = (
     "CREATE TEMP TABLE import_staging (row_no integer, id uuid, id_number text, name text, phone text, "
     "county_code text, township text, village text, address text, living_arrangement text, "
     "categories text[], ability_level smallint, emergency_contact text, emergency_phone text, "
-    "birth_date date, gender text, status text) ON COMMIT DROP"
+    "birth_date date, gender text, status text, family_doctor_contract boolean, family_doctor_signed_on date) "
+    "ON COMMIT DROP"
 )
 # What a chunk needs to know of residents already registered under its ID numbers.
 _EXISTING = (
     "SELECT id_number, county_code, name, phone, township, village, address, living_arrangement, "
-    "categories, ability_level, emergency_contact, emergency_phone, status "
-    "FROM residents WHERE id_number = ANY($1::text[])"
+    "categories, ability_level, emergency_contact, emergency_phone, status, family_doctor_contract, "
+    "family_doctor_signed_on FROM residents WHERE id_number = ANY($1::text[])"
 )
 _OWNERS = "SELECT id_number, county_code FROM residents WHERE id_number = ANY($1::text[])"
 RESIDENT_COLUMNS = STAGED_COLUMNS[ID:]
@@ -291,7 +292,8 @@ _STAGED_INDEX = {name: i for i, name in enumerate(STAGED_COLUMNS)}
 
 def upsert_sql() -> str:
     """Insert new residents; update same-county residents whose record differs; leave the rest alone.
-    An empty ability level keeps the assessed one (the caller fills an empty status with the current one)."""
+    An empty ability level keeps the assessed one (the caller fills an empty status, and an empty
+    family-doctor contract with its date, with the current ones)."""
     old = ", ".join(f"r.{c}" for c in _COMPARED)
     new = ", ".join(f"EXCLUDED.{c}" for c in _COMPARED)
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COMPARED)
@@ -302,6 +304,8 @@ def upsert_sql() -> str:
         ON CONFLICT (id_number) DO UPDATE SET {sets}, categories = EXCLUDED.categories,
             ability_level = COALESCE(EXCLUDED.ability_level, r.ability_level), status = EXCLUDED.status,
             date_of_death = CASE WHEN EXCLUDED.status = 'deceased' THEN r.date_of_death END,
+            family_doctor_contract = EXCLUDED.family_doctor_contract,
+            family_doctor_signed_on = EXCLUDED.family_doctor_signed_on,
             version = r.version + 1, updated_at = now()
         -- Never across counties, even if another county registered the number a moment ago.
         WHERE r.county_code = EXCLUDED.county_code AND (
@@ -309,9 +313,11 @@ def upsert_sql() -> str:
             OR NOT (r.categories @> EXCLUDED.categories AND r.categories <@ EXCLUDED.categories)
             OR (EXCLUDED.ability_level IS NOT NULL
                 AND EXCLUDED.ability_level IS DISTINCT FROM r.ability_level)
-            OR r.status IS DISTINCT FROM EXCLUDED.status)
+            OR r.status IS DISTINCT FROM EXCLUDED.status
+            OR (r.family_doctor_contract, r.family_doctor_signed_on)
+                IS DISTINCT FROM (EXCLUDED.family_doctor_contract, EXCLUDED.family_doctor_signed_on))
         RETURNING r.id, r.id_number, (r.xmax = 0) AS inserted, r.ability_level, r.status, r.family_bed,
-            r.version
+            r.version, r.family_doctor_contract, r.family_doctor_signed_on
     """
 
 
@@ -319,8 +325,9 @@ _UPSERT = upsert_sql()
 
 
 def resident_record(rec: tuple) -> tuple:
-    """A staged row as the residents table's RESIDENT_COLUMNS (status given, or active)."""
-    return rec[ID:STATUS] + (rec[STATUS] or "active",)
+    """A staged row as the residents table's RESIDENT_COLUMNS (status given, or active; no contract
+    unless given)."""
+    return rec[ID:STATUS] + (rec[STATUS] or "active", bool(rec[CONTRACT]), rec[SIGNED_ON])
 
 
 def changed_fields(old: asyncpg.Record | dict, staged: tuple) -> list[str]:
@@ -333,6 +340,9 @@ def changed_fields(old: asyncpg.Record | dict, staged: tuple) -> list[str]:
         changed.append("ability_level")
     if staged[STATUS] is not None and staged[STATUS] != old["status"]:
         changed.append("status")
+    if staged[CONTRACT] is not None:
+        changed += [c for c, i in (("family_doctor_contract", CONTRACT), ("family_doctor_signed_on", SIGNED_ON))
+                    if old[c] != staged[i]]
     return sorted(changed)
 
 
@@ -365,14 +375,18 @@ _DATA = {REGISTERED: fields_of(ResidentRegistered), UPDATED: fields_of(ResidentU
 
 def event_payload(event_type: str, event_id: str, resident_id: str, staged: tuple, *, ability_level,
                   status: str, family_bed: bool, version: int, time: str, traceparent: str | None,
-                  changed: list[str] | None = None) -> bytes:
+                  changed: list[str] | None = None,
+                  family_doctor: tuple[bool, date | None] | None = None) -> bytes:
     """A registered/updated CloudEvent as JSON: what `make_event(...).to_json()` gives for
-    `ResidentRegistered`/`ResidentUpdated`, without building the models (the rows are checked)."""
+    `ResidentRegistered`/`ResidentUpdated`, without building the models (the rows are checked).
+    `family_doctor` is the stored contract and date (by default the staged ones)."""
+    contract, signed_on = family_doctor or (bool(staged[CONTRACT]), staged[SIGNED_ON])
     resident = _RESIDENT(
         resident_id=resident_id, county_code=staged[COUNTY], name=staged[NAME], birth_date=staged[BIRTH_DATE],
         gender=staged[GENDER], township=staged[TOWNSHIP], village=staged[VILLAGE],
         living_arrangement=staged[LIVING], categories=staged[CATEGORIES], ability_level=ability_level,
-        status=status, family_bed=family_bed, version=version)
+        status=status, family_bed=family_bed, version=version, family_doctor_contract=contract,
+        family_doctor_signed_on=signed_on)
     data = _DATA[event_type](resident=resident) if changed is None else \
         _DATA[event_type](resident=resident, changed=changed)
     return fast_event_json(id=event_id, source=SOURCE, type=event_type, subject=resident_id, time=time,
@@ -394,14 +408,15 @@ def copy_text(records: list[tuple]) -> bytes:
     character COPY must escape; every other value is a code, a number or a date the checks produced."""
     lines = []
     for (_, rid, idn, name, phone, county, township, village, address, living, categories, level, contact,
-         emergency_phone, birth, gender, status) in records:
+         emergency_phone, birth, gender, status, contract, signed_on) in records:
         if _COPY_SPECIAL.search(f"{name}{township}{village}{address}{contact}"):
             name, township, village = _copy_escape(name), _copy_escape(township), _copy_escape(village)
             address, contact = _copy_escape(address), _copy_escape(contact)
         lines.append("\t".join((
             rid, idn, name, phone or _NULL, county, township, village, address or _NULL, living,
             "{" + ",".join(categories) + "}", _NULL if level is None else str(level), contact or _NULL,
-            emergency_phone or _NULL, birth.isoformat(), gender, status or "active")))
+            emergency_phone or _NULL, birth.isoformat(), gender, status or "active", "t" if contract else "f",
+            _NULL if signed_on is None else signed_on.isoformat())))
     lines.append("")
     return "\n".join(lines).encode()
 
@@ -531,10 +546,9 @@ async def _write_residents(conn: asyncpg.Connection, chunk: PreparedChunk, count
 
 async def _upsert(conn: asyncpg.Connection, rows: list[tuple], old_by_number: dict, counts: ChunkCounts,
                   errors: list, outbox: list, *, id_column: str, stamp: str, traceparent: str | None) -> None:
-    # A status left empty is the resident's current one (a new resident's is active).
-    rows = [rec if rec[STATUS] is not None else rec[:STATUS] + (
-        old_by_number[rec[ID_NUMBER]]["status"] if rec[ID_NUMBER] in old_by_number else "active",)
-        for rec in rows]
+    # A status left empty is the resident's current one (a new resident's is active), and so is an
+    # empty family-doctor contract with its date (a new resident has none).
+    rows = [_filled(rec, old_by_number.get(rec[ID_NUMBER])) for rec in rows]
     await conn.execute(_STAGING_DDL)
     await conn.copy_records_to_table("import_staging", records=rows, columns=STAGED_COLUMNS)
     returned = await conn.fetch(_UPSERT)
@@ -553,7 +567,7 @@ async def _upsert(conn: asyncpg.Connection, rows: list[tuple], old_by_number: di
         outbox.append((event_id, TOPIC, rid, event_payload(
             event_type, event_id, rid, rec, ability_level=row["ability_level"], status=row["status"],
             family_bed=row["family_bed"], version=row["version"], time=stamp, traceparent=traceparent,
-            changed=changed), None))
+            changed=changed, family_doctor=(row["family_doctor_contract"], row["family_doctor_signed_on"])), None))
     if by_number:
         # Not inserted, not updated: the same record, or (a race) a number another county now holds.
         for owner in await conn.fetch(_OWNERS, list(by_number)):
@@ -563,6 +577,17 @@ async def _upsert(conn: asyncpg.Connection, rows: list[tuple], old_by_number: di
                 counts.rejected += 1
             else:
                 counts.unchanged += 1
+
+
+def _filled(rec: tuple, old) -> tuple:
+    status = rec[STATUS] if rec[STATUS] is not None else (old["status"] if old is not None else "active")
+    if rec[CONTRACT] is not None:
+        contract, signed_on = rec[CONTRACT], rec[SIGNED_ON]
+    elif old is not None:
+        contract, signed_on = old["family_doctor_contract"], old["family_doctor_signed_on"]
+    else:
+        contract, signed_on = False, None
+    return rec[:STATUS] + (status, contract, signed_on)
 
 
 def _moved_error(rec: tuple, owner: str, id_column: str) -> RowError:

@@ -126,7 +126,8 @@ def _match_residents(checked: list[Checked], residents: KnownResidents,
     live: list[Live] = []
     for c in checked:
         if c.event.type == RESIDENT_UPSERTED:
-            fields, errors = validate_resident({**c.data.model_dump(), "id_number": c.id_number}, known_counties)
+            fields, errors = validate_resident({**c.data.model_dump(), "id_number": c.id_number}, known_counties,
+                                               handlers.today_local())
             if errors:
                 c.verdict.reject(f"data.{errors[0].field}", f"data.{errors[0].field}: {errors[0].message}")
                 continue

@@ -15,7 +15,7 @@ from shared.buckets import counts_sql
 SCHEMA = "registry"
 STATS_SQL = counts_sql("residents")
 RECENT_SQL = ("SELECT id, county_code, version, status, birth_date, gender, living_arrangement, ability_level, "
-              "categories, family_bed FROM residents WHERE updated_at >= now() - make_interval(secs => $1)")
+              "categories, family_bed, township, family_doctor_contract FROM residents WHERE updated_at >= now() - make_interval(secs => $1)")
 
 
 class Resident(SQLModel, table=True):
@@ -39,6 +39,8 @@ class Resident(SQLModel, table=True):
     gender: str
     status: str = "active"
     family_bed: bool = False
+    family_doctor_contract: bool = False
+    family_doctor_signed_on: date | None = None
     date_of_death: date | None = None
     version: int = 1
     created_at: datetime | None = None
@@ -86,7 +88,7 @@ class AuditEntry(SQLModel, table=True):
 RESIDENT_COLUMNS = (
     "id, id_number, name, phone, county_code, township, village, address, living_arrangement, categories, "
     "ability_level, emergency_contact, emergency_phone, birth_date, gender, status, family_bed, date_of_death, "
-    "version, created_at, updated_at"
+    "version, created_at, updated_at, family_doctor_contract, family_doctor_signed_on"
 )
 
 

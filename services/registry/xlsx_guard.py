@@ -39,9 +39,10 @@ _RATIO_FROM_BYTES = 8 << 20
 
 _DIMENSION = re.compile(rb'<(?:[\w.-]+:)?dimension\s[^>]*?ref\s*=\s*["\']([A-Za-z]{1,4})?(\d+)?'
                         rb'(?::([A-Za-z]{1,4})(\d+))?')
-# The references that can push a range beyond the bounds: a column of three letters, of two, from N
-# to Z, or a row of seven digits and more. A sheet of the template (A to M, < 1M rows) has none.
-_RARE_REF = re.compile(rb'<c r="(?:([A-Za-z]{2,3}|[N-Zn-z])([0-9]+)|[A-Za-z]([0-9]{7,}))')
+# The references that can push a range beyond the bounds: a column of three letters, of two, from P
+# to Z, or a row of seven digits and more (16 columns of MAX_SHEET_ROWS are within MAX_SHEET_CELLS).
+# A sheet of the template (A to O, < 1M rows) has none.
+_RARE_REF = re.compile(rb'<c r="(?:([A-Za-z]{2,3}|[P-Zp-z])([0-9]+)|[A-Za-z]([0-9]{7,}))')
 _ROWS_6 = re.compile(rb'<c r="[A-Za-z]{1,3}([0-9]{6})"')
 # Cells written any other way (no attribute, a tab or line break after the name, a namespace prefix).
 _ODD_CELL = re.compile(rb'<c[\t\r\n/>]')

@@ -6,7 +6,7 @@ with `data.id_number` replaced by the resident id (never forwarded in clear).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -140,6 +140,10 @@ class ResidentUpserted(_Data):
     ability_level: int | None = Field(None, ge=0, le=4)
     emergency_contact: str | None = Field(None, max_length=50)
     emergency_phone: str | None = Field(None, max_length=20)
+    # The family-doctor contract (家庭医生签约) and the day it was signed; left out, the registry
+    # keeps what it has recorded.
+    family_doctor_contract: bool | None = None
+    family_doctor_signed_on: date | None = None
 
 
 COUNTY_EVENTS: dict[str, type[BaseModel]] = {

@@ -46,6 +46,10 @@ class ResidentSnapshot(_Data):
     # (left out of the dump when unknown, so snapshots without it serialise exactly as before).
     home_lat: float | None = Field(None, ge=-90, le=90, exclude_if=lambda v: v is None)
     home_lon: float | None = Field(None, ge=-180, le=180, exclude_if=lambda v: v is None)
+    # The family-doctor contract (家庭医生签约) and the day it was signed (None: not known); both left
+    # out of the dump at their defaults, so snapshots of residents without one serialise as before.
+    family_doctor_contract: bool = Field(False, exclude_if=lambda v: v is False)
+    family_doctor_signed_on: date | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class ResidentRegistered(_Data):

@@ -96,8 +96,9 @@ async def add_new_rows(conn: asyncpg.Connection, rows: Sequence[tuple], claims: 
 
 def fields_of(model: type[BaseModel]) -> Callable[..., dict]:
     """A function taking `model`'s fields as keywords and returning what `model_dump(exclude_none=True)`
-    gives for them (field order, defaults filled in, None left out) without building or validating the
-    model: for callers whose values are checked already. Nested models are passed as such dicts.
+    gives for them (field order, defaults filled in, None and a field's `exclude_if` values left out)
+    without building or validating the model: for callers whose values are checked already. Nested
+    models are passed as such dicts.
     Generated from `model.model_fields`, so a field added to the model is a field here."""
     params, body, env = [], ["d = {}"], {}
     for i, (name, field) in enumerate(model.model_fields.items()):
@@ -111,7 +112,12 @@ def fields_of(model: type[BaseModel]) -> Callable[..., dict]:
         else:
             params.append(name)
         may_be_none = field.default is None or _admits_none(field.annotation)
-        body.append(f"if {name} is not None: d[{name!r}] = {name}" if may_be_none else f"d[{name!r}] = {name}")
+        conditions = [f"{name} is not None"] if may_be_none else []
+        if getattr(field, "exclude_if", None) is not None:
+            # A field the model leaves out of its dump at some value (e.g. at its default).
+            env[f"_x{i}"] = field.exclude_if
+            conditions.append(f"not _x{i}({name})")
+        body.append(f"if {' and '.join(conditions)}: d[{name!r}] = {name}" if conditions else f"d[{name!r}] = {name}")
     source = f"def build(*, {', '.join(params)}):\n    " + "\n    ".join([*body, "return d"])
     env["_UNSET"] = _UNSET
     exec(compile(source, f"<fields_of {model.__name__}>", "exec"), env)  # noqa: S102 - source built from field names

@@ -12,7 +12,7 @@ import pytest
 
 from eldercare.synthetic import CSV_HEADERS, generate_residents
 from services.registry.domain.imports import (
-    FIELD_LABELS_ZH, ID, ID_NUMBER, STAGED_COLUMNS, RowChecker, cell_text, csv_delimiter, detect_kind,
+    CONTRACT, FIELD_LABELS_ZH, ID, ID_NUMBER, SIGNED_ON, STAGED_COLUMNS, STATUS, RowChecker, cell_text, csv_delimiter, detect_kind,
     field_of_header, id_cell_text, is_blank, looks_like_header, map_headers, missing_columns_message,
     shown_value, sniff_encoding,
 )
@@ -39,7 +39,8 @@ def row(**over) -> list[str]:
     values = {"name": "王秀英", "id_number": GOOD_ID, "phone": "13812345678", "county_code": "410928",
               "township": "城关镇", "village": "东街社区", "address": "", "living_arrangement": "独居",
               "categories": "低保;重残", "ability_level": "1", "emergency_contact": "李建国",
-              "emergency_phone": "13987654321", "status": ""}
+              "emergency_phone": "13987654321", "status": "", "family_doctor_contract": "",
+              "family_doctor_signed_on": ""}
     values.update(over)
     return [values[h] for h in ENGLISH]
 
@@ -203,7 +204,7 @@ def test_status_words_map_to_codes():
     for word, code in (("正常", "active"), ("死亡", "deceased"), ("迁出", "transferred"), ("Deceased", "deceased"),
                        ("", None)):
         staged = checker().check(2, row(status=word))
-        assert staged[-1] == code
+        assert staged[STATUS] == code
 
 
 def test_columns_in_any_order_and_missing_optional_ones_are_fine():
@@ -300,7 +301,7 @@ def test_updated_events_carry_the_changed_fields():
 def test_copy_text_escapes_what_copy_would_misread():
     staged = checker().check(2, row(name="王\\秀英", address="东街\t3号"))
     line = copy_text([staged]).decode().rstrip("\n").split("\t")
-    assert len(line) == 16
+    assert len(line) == 18 and line[-2:] == ["f", "\\N"]
     assert line[2] == "王\\\\秀英" and line[7] == "东街\\t3号"
     assert line[9] == "{minimum_allowance,severe_disability}" and line[13] == "1945-03-15"
 

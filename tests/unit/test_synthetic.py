@@ -77,7 +77,7 @@ def test_rows_have_the_template_fields_in_spec_order(rows):
     assert CSV_HEADERS == (
         "name", "id_number", "phone", "county_code", "township", "village", "address",
         "living_arrangement", "categories", "ability_level", "emergency_contact", "emergency_phone",
-        "status",
+        "status", "family_doctor_contract", "family_doctor_signed_on",
     )
     assert all(tuple(r) == CSV_HEADERS for r in rows)
 

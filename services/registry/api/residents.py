@@ -125,7 +125,7 @@ async def patch_resident(
                               field="If-Match")
     version = handlers.version_from_if_match(if_match, resident_id)
     changes = body.model_dump(exclude_unset=True)
-    for required in ("name", "township", "village", "living_arrangement", "family_bed"):
+    for required in ("name", "township", "village", "living_arrangement", "family_bed", "family_doctor_contract"):
         if required in changes and changes[required] is None:
             raise InvalidRecord(f"{required} cannot be empty.", field=required)
     try:

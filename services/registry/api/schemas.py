@@ -31,6 +31,9 @@ class ResidentIn(_Strict):
     ability_level: int | None = Field(None, ge=0, le=4)
     emergency_contact: str | None = Field(None, max_length=50)
     emergency_phone: str | None = Field(None, max_length=30)
+    family_doctor_contract: bool = Field(False, description="has a family-doctor contract (家庭医生签约)")
+    family_doctor_signed_on: date | None = Field(None, description="the day it was signed; needs a contract, "
+                                                                   "not in the future")
 
 
 class ResidentPatch(_Strict):
@@ -46,6 +49,8 @@ class ResidentPatch(_Strict):
     emergency_contact: str | None = Field(None, max_length=50)
     emergency_phone: str | None = Field(None, max_length=30)
     family_bed: bool | None = None
+    family_doctor_contract: bool | None = Field(None, description="false ends the contract and clears its date")
+    family_doctor_signed_on: date | None = Field(None, description="needs a contract; not in the future")
 
 
 class AssessmentIn(_Strict):

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
 from services.registry.domain.residents import (
-    CATEGORIES, FIELD_LABELS_ZH, normalise_ability_level, normalise_categories, normalise_living_arrangement,
-    normalise_phone, validate_resident,
+    CATEGORIES, FIELD_LABELS_ZH, family_doctor_problem, normalise_ability_level, normalise_categories,
+    normalise_contract, normalise_living_arrangement, normalise_phone, normalise_signed_on, validate_resident,
 )
 from shared.idcard import (
     CHECK_CHARACTERS, EARLIEST_BIRTH_YEAR, WEIGHTS, IdNumberError, mask_id_number, mask_phone,
@@ -33,10 +33,10 @@ from shared.regions import PROVINCE_CODES
 # The ceiling: one county's registry fits many times over (the largest has ~180k elders).
 MAX_ROWS = 1_000_000
 # Bounds checked before a file is loaded (a reader must never be asked for more memory than these
-# allow; see services/registry/xlsx_guard.py). A 1,000,000-row sheet of the template's 13 columns is
+# allow; see services/registry/xlsx_guard.py). A 1,000,000-row sheet of the template's 15 columns is
 # ~300 MB of XML and 13M cells; calamine holds 32 bytes a cell of the dense range (~0.5 GB here).
 MAX_SHEET_ROWS = MAX_ROWS + 100        # a few title rows above the header
-MAX_COLUMNS = 128                      # the template has 13; clerks add a few of their own
+MAX_COLUMNS = 128                      # the template has 15; clerks add a few of their own
 MAX_SHEET_CELLS = 17_000_000           # rows x columns of the range a reader allocates
 MAX_UNCOMPRESSED_BYTES = 1 << 30       # all parts of an XLSX together, as inflated
 MAX_RATIO = 200                        # real sheets compress 5-20x; a zip bomb 1000x and more
@@ -44,7 +44,8 @@ MAX_ZIP_ENTRIES = 10_000
 # One CSV line (between line breaks, in bytes): a row of the template is ~200 bytes. Longer lines
 # are refused before parsing, so no single line is ever read whole into memory.
 MAX_CSV_LINE_BYTES = 64 * 1024
-# Columns in template order; `status` is optional and not part of the JSON API's record.
+# Columns in template order; `status` is optional and not part of the JSON API's record, nor are the
+# family-doctor columns after it required (an empty contract cell keeps the recorded contract).
 IMPORT_FIELDS: tuple[str, ...] = tuple(FIELD_LABELS_ZH)
 REQUIRED_FIELDS: tuple[str, ...] = ("name", "id_number", "county_code", "township", "village",
                                     "living_arrangement")
@@ -61,6 +62,9 @@ _HEADER_ALIASES: dict[str, str] = {
     "县区": "county_code", "县(区)代码": "county_code", "乡镇(街道)": "township", "村(社区)": "village",
     "地址": "address", "居住情况": "living_arrangement", "困难类别": "categories",
     "紧急联系人电话": "emergency_phone", "人员状态": "status",
+    "家庭医生签约情况": "family_doctor_contract", "是否签约家庭医生": "family_doctor_contract",
+    "家庭医生": "family_doctor_contract", "签约时间": "family_doctor_signed_on",
+    "家庭医生签约日期": "family_doctor_signed_on",
 }
 
 
@@ -379,6 +383,15 @@ def clerk_message(field_name: str, english: str, value: str) -> str:
             zh = f"特殊困难类别“{bad.group(1) if bad else text}”无法识别,请从 {_CATEGORY_WORDS} 中选填,多个用分号隔开"
     elif field_name == "ability_level":
         zh = "能力等级应为 0(能力完好)到 4(能力完全丧失)"
+    elif field_name == "family_doctor_contract":
+        zh = f"家庭医生签约“{text}”无法识别,请填写 是 或 否"
+    elif field_name == "family_doctor_signed_on":
+        if "future" in english:
+            zh = f"签约日期“{text}”在今天之后"
+        elif "needs" in english or "has no signing date" in english:
+            zh = "填写了签约日期,家庭医生签约一栏应为“是”"
+        else:
+            zh = f"签约日期“{text}”不是日期,请写成 2025-03-01"
     elif field_name in ("phone", "emergency_phone"):
         zh = f"{label}不是有效的电话号码:请填写 11 位手机号,或区号加座机号"
     else:
@@ -419,10 +432,12 @@ def other_county_message(masked: str, owner: str) -> str:
 STAGED_COLUMNS: tuple[str, ...] = (
     "row_no", "id", "id_number", "name", "phone", "county_code", "township", "village", "address",
     "living_arrangement", "categories", "ability_level", "emergency_contact", "emergency_phone",
-    "birth_date", "gender", "status",
+    "birth_date", "gender", "status", "family_doctor_contract", "family_doctor_signed_on",
 )
 ROW_NO, ID, ID_NUMBER, NAME, PHONE, COUNTY, TOWNSHIP, VILLAGE, ADDRESS, LIVING, CATEGORIES, LEVEL, CONTACT, \
-    EMERGENCY_PHONE, BIRTH_DATE, GENDER, STATUS = range(len(STAGED_COLUMNS))
+    EMERGENCY_PHONE, BIRTH_DATE, GENDER, STATUS, CONTRACT, SIGNED_ON = range(len(STAGED_COLUMNS))
+_STATUS_AT, _CONTRACT_AT, _SIGNED_AT = (IMPORT_FIELDS.index(f) for f in
+                                        ("status", "family_doctor_contract", "family_doctor_signed_on"))
 RowError = tuple[int, str, str, str]  # (row number, column as written, value shown, message)
 
 _DIGITS_X = frozenset("0123456789X")
@@ -570,12 +585,29 @@ class RowChecker:
                 self.rejected += 1
                 return None
         status = None  # not given: a new resident is active, a registered one keeps theirs
-        if self._ix[12] >= 0:
-            raw_status = v[12].strip()
+        if self._ix[_STATUS_AT] >= 0:
+            raw_status = v[_STATUS_AT].strip()
             if raw_status:
                 status = STATUS_WORDS.get(raw_status.lower() if raw_status.isascii() else raw_status)
                 if status is None:
-                    return self._reject(row_no, "status", v[12], status_message(v[12]))
+                    return self._reject(row_no, "status", v[_STATUS_AT], status_message(v[_STATUS_AT]))
+        contract = signed_on = None  # not given: none for a new resident, the recorded one kept otherwise
+        raw_contract, raw_signed = v[_CONTRACT_AT], v[_SIGNED_AT]
+        if raw_contract or raw_signed:
+            try:
+                contract = normalise_contract(raw_contract)
+            except ValueError as exc:
+                return self._reject(row_no, "family_doctor_contract", raw_contract,
+                                    clerk_message("family_doctor_contract", str(exc), raw_contract))
+            try:
+                signed_on = normalise_signed_on(raw_signed, self.today)
+            except ValueError as exc:
+                return self._reject(row_no, "family_doctor_signed_on", raw_signed,
+                                    clerk_message("family_doctor_signed_on", str(exc), raw_signed))
+            problem = family_doctor_problem(contract, signed_on)
+            if problem is not None:
+                return self._reject(row_no, "family_doctor_signed_on", raw_signed,
+                                    clerk_message("family_doctor_signed_on", problem, raw_signed))
         county = staged[3]
         if self.scope_county is not None and county != self.scope_county:
             return self._reject(row_no, "county_code", v[3], scope_message(county, self.scope_county))
@@ -584,7 +616,7 @@ class RowChecker:
         if first is not None:
             return self._reject(row_no, "id_number", v[1], duplicate_message(mask_id_number(idn), first))
         self._first_row[idn] = row_no
-        return (row_no, self.new_id()) + staged + (status,)
+        return (row_no, self.new_id()) + staged + (status, contract, signed_on)
 
     def _reject(self, row_no: int, field_name: str, value: str, message: str) -> None:
         self.errors.append((row_no, self.headers.column(field_name), shown_value(field_name, value),
@@ -593,7 +625,7 @@ class RowChecker:
         return None
 
     def _slow(self, row_no: int, v: list[str]) -> tuple | None:
-        raw = {f: v[i] for i, f in enumerate(IMPORT_FIELDS[:12])}
+        raw = {f: v[i] for i, f in enumerate(IMPORT_FIELDS[:_STATUS_AT])}
         fields, problems = validate_resident(raw, self._known, self.today)
         if not problems:
             assert fields is not None

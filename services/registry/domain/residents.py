@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from shared.idcard import IdNumberError, IdentityFacts, parse_id_number
 
@@ -36,7 +36,15 @@ FIELD_HEADERS_ZH: dict[str, str] = {
     "categories": "特殊困难类别", "ability_level": "能力等级", "emergency_contact": "紧急联系人",
     "emergency_phone": "紧急联系电话",
 }
-FIELD_LABELS_ZH = FIELD_HEADERS_ZH | {"status": "状态"}
+# Columns after `status` in the template (optional, like it): the family-doctor contract (家庭医生签约).
+FAMILY_DOCTOR_HEADERS_ZH: dict[str, str] = {
+    "family_doctor_contract": "家庭医生签约", "family_doctor_signed_on": "签约日期",
+}
+FIELD_LABELS_ZH = FIELD_HEADERS_ZH | {"status": "状态"} | FAMILY_DOCTOR_HEADERS_ZH
+_YES = frozenset({"是", "已签约", "签约", "有", "yes", "y", "true", "1", "√", "✓"})
+_NO = frozenset({"否", "未签约", "无", "没有", "no", "n", "false", "0", "×", "✗"})
+_TIME_OF_DAY = re.compile(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$")
+_DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,9 @@ class ResidentFields:
     ability_level: int | None = None
     emergency_contact: str | None = None
     emergency_phone: str | None = None
+    # None: not given (a new record has no contract; an update keeps the one recorded).
+    family_doctor_contract: bool | None = None
+    family_doctor_signed_on: date | None = None
 
     def comparable(self) -> tuple:
         """The stored values, for 'did anything change?' (re-importing a file changes nothing)."""
@@ -143,6 +154,57 @@ def normalise_phone(value: object) -> str | None:
     return compact
 
 
+def normalise_contract(value: object) -> bool | None:
+    """A family-doctor contract cell: true/false, 是/否 (已签约/未签约), yes/no, 1/0; empty is None."""
+    if isinstance(value, bool) or value is None:
+        return value
+    text = _text(value)
+    if text is None:
+        return None
+    word = text.lower() if text.isascii() else text
+    if word.endswith(".0"):
+        word = word[:-2]
+    if word in _YES:
+        return True
+    if word in _NO:
+        return False
+    raise ValueError(f"'{text}' is not yes or no; use 是 (yes, signed) or 否 (no)")
+
+
+def normalise_signed_on(value: object, today: date | None = None) -> date | None:
+    """The day a family-doctor contract was signed: a date, or 2025-03-01, 2025/3/1, 2025.3.1,
+    2025年3月1日, 20250301; not in the future (`today`, the city's day)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        day = value.date()
+    elif isinstance(value, date):
+        day = value
+    else:
+        text = _text(value)
+        if text is None:
+            return None
+        text = _TIME_OF_DAY.sub("", text)  # a date cell with a time: the day counts
+        match = _DATE.match(text) or (re.match(r"^(\d{4})(\d{2})(\d{2})$", text) if len(text) == 8 else None)
+        try:
+            if match is None:
+                raise ValueError
+            day = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+        except ValueError:
+            raise ValueError(f"'{text}' is not a date; write it as 2025-03-01") from None
+    if today is not None and day > today:
+        raise ValueError(f"{day.isoformat()} is in the future; the contract's date is the day it was signed")
+    return day
+
+
+def family_doctor_problem(contract: bool | None, signed_on: date | None) -> str | None:
+    """Why a contract and its date do not go together (a date needs a contract), or None."""
+    if signed_on is not None and contract is not True:
+        return ("A signing date needs family_doctor_contract true" if contract is None else
+                "family_doctor_contract is false: a resident without a contract has no signing date")
+    return None
+
+
 def _bounded(value: object, label: str, max_len: int, required: bool) -> str | None:
     text = _text(value)
     if text is None:
@@ -182,6 +244,12 @@ def validate_resident(raw: dict, known_counties: set[str] | frozenset[str],
     phone = take("phone", normalise_phone)
     contact = take("emergency_contact", lambda v: _bounded(v, "emergency_contact", 50, False))
     emergency_phone = take("emergency_phone", normalise_phone)
+    contract = take("family_doctor_contract", normalise_contract)
+    signed_on = take("family_doctor_signed_on", lambda v: normalise_signed_on(v, today))
+    if not any(e.field.startswith("family_doctor") for e in errors):
+        problem = family_doctor_problem(contract, signed_on)
+        if problem is not None:
+            errors.append(FieldError("family_doctor_signed_on", problem))
     if errors:
         return None, errors
     assert facts is not None and name and county and township and village and living
@@ -189,7 +257,7 @@ def validate_resident(raw: dict, known_counties: set[str] | frozenset[str],
         name=name, id_number=facts.id_number, county_code=county, township=township, village=village,
         living_arrangement=living, birth_date=facts.birth_date, gender=facts.gender, phone=phone,
         address=address, categories=categories or [], ability_level=level, emergency_contact=contact,
-        emergency_phone=emergency_phone,
+        emergency_phone=emergency_phone, family_doctor_contract=contract, family_doctor_signed_on=signed_on,
     ), []
 
 
