@@ -4,7 +4,9 @@ compares the two (GET /v1/consistency).
 
 A resident counts in one bucket of each dimension: `status` for every entry of the registry, the
 profile dimensions for active residents only. `birth_month` rather than an age, so age bands are
-computed exactly (to the month) on the day they are read. The bucket values are the event
+computed exactly (to the month) on the day they are read; `family_doctor` is the birth month of
+those with a family-doctor contract, so the share of 65+ elders with one is exact the same way.
+`township` places the active in their township (the county's; names repeat across counties). The bucket values are the event
 contract's (shared/events/residents.py): a category, a gender, a living arrangement, a status.
 """
 
@@ -17,8 +19,8 @@ from typing import get_args
 from shared.events.residents import Category, Gender, LivingArrangement, Status
 
 __all__ = [
-    "ACTIVE", "AGE_BANDS", "DIMENSIONS", "Dimension", "FAMILY_BED", "UNASSESSED", "age_bands", "band_label",
-    "counts_sql", "elderly_count", "resident_buckets",
+    "ACTIVE", "AGE_BANDS", "DIMENSIONS", "Dimension", "FAMILY_BED", "UNASSESSED", "age_bands", "aged_at_least",
+    "band_label", "counts_sql", "elderly_count", "resident_buckets",
 ]
 
 ACTIVE = "active"
@@ -50,18 +52,22 @@ DIMENSIONS: tuple[Dimension, ...] = (
               ("0", "1", "2", "3", "4", UNASSESSED)),  # GB/T 42195-2022 levels 0-4
     Dimension("category", "c", get_args(Category), sql_from=", unnest(categories) AS c"),
     Dimension("family_bed", f"'{FAMILY_BED}'", (FAMILY_BED,), sql_where="family_bed"),
+    Dimension("family_doctor", "to_char(birth_date, 'YYYY-MM')", None, sql_where="family_doctor_contract"),
+    Dimension("township", "township", None),
 )
 
 
 def resident_buckets(r) -> list[tuple[str, str]]:
     """(dimension, bucket) pairs a resident counts in; `r` has the snapshot's attributes (status,
-    birth_date, gender, living_arrangement, ability_level, categories, family_bed). The same rules
-    as `counts_sql`, written out because reporting runs this twice per folded event."""
+    birth_date, gender, living_arrangement, ability_level, categories, family_bed,
+    family_doctor_contract, township). The same rules as `counts_sql`, written out because reporting
+    runs this twice per folded event."""
     out = [("status", r.status)]
     if r.status != ACTIVE:
         return out
+    month = f"{r.birth_date.year:04d}-{r.birth_date.month:02d}"
     out += [
-        ("birth_month", f"{r.birth_date.year:04d}-{r.birth_date.month:02d}"),
+        ("birth_month", month),
         ("gender", r.gender),
         ("living_arrangement", r.living_arrangement),
         ("ability_level", str(r.ability_level) if r.ability_level is not None else UNASSESSED),
@@ -69,19 +75,26 @@ def resident_buckets(r) -> list[tuple[str, str]]:
     out += [("category", c) for c in r.categories]
     if r.family_bed:
         out.append(("family_bed", FAMILY_BED))
+    if r.family_doctor_contract:
+        out.append(("family_doctor", month))
+    out.append(("township", r.township))
     return out
 
 
-def counts_sql(table: str = "residents") -> str:
-    """One statement counting `table`'s rows per (county_code, dim, bucket) by `DIMENSIONS`."""
+def counts_sql(table: str = "residents", area: str = "county_code", where: str = "") -> str:
+    """One statement counting `table`'s rows per (`area`, dim, bucket) by `DIMENSIONS`: per county, or
+    (area "township" or "village", `where` naming the county or township) below it."""
+    source = "scope" if where else table
     selects = []
     for d in DIMENSIONS:
-        where = [] if d.everyone else [f"status = '{ACTIVE}'"]
-        where += [d.sql_where] if d.sql_where else []
-        selects.append(f"SELECT county_code, '{d.name}' AS dim, {d.sql} AS bucket, count(*) AS n "
-                       f"FROM {table}{d.sql_from}" + (f" WHERE {' AND '.join(where)}" if where else "")
-                       + " GROUP BY 1, 3")
-    return "\nUNION ALL\n".join(selects)
+        conditions = [] if d.everyone else [f"status = '{ACTIVE}'"]
+        conditions += [d.sql_where] if d.sql_where else []
+        selects.append(f"SELECT {area}, '{d.name}' AS dim, {d.sql} AS bucket, count(*) AS n "
+                       f"FROM {source}{d.sql_from}"
+                       + (f" WHERE {' AND '.join(conditions)}" if conditions else "") + " GROUP BY 1, 3")
+    body = "\nUNION ALL\n".join(selects)
+    # One scan of the rows in scope, counted by every dimension.
+    return f"WITH scope AS MATERIALIZED (SELECT * FROM {table} WHERE {where})\n{body}" if where else body
 
 
 # ---------------------------------------------------------------- age bands ----------------
@@ -109,6 +122,17 @@ def age_bands(birth_months: dict[str, int], today: date) -> dict[str, int]:
             under += n
     bands["under_60"] = under
     return bands
+
+
+def aged_at_least(birth_months: dict[str, int], age: int, today: date) -> int:
+    """How many of those counted per birth month are `age` or older today (exact to the month, as
+    age_bands counts)."""
+    n = 0
+    for month, count in birth_months.items():
+        year, mon = int(month[:4]), int(month[5:7])
+        if today.year - year - (1 if mon > today.month else 0) >= age:
+            n += count
+    return n
 
 
 def elderly_count(birth_months: dict[str, int], today: date) -> int:

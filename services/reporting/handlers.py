@@ -140,6 +140,7 @@ async def _load_states(conn: asyncpg.Connection, ids: set[str]) -> dict[str, Res
         resident_id=str(r["resident_id"]), county_code=r["county_code"], birth_date=r["birth_date"],
         gender=r["gender"], living_arrangement=r["living_arrangement"], categories=tuple(r["categories"]),
         ability_level=r["ability_level"], status=r["status"], family_bed=r["family_bed"], version=r["version"],
+        township=r["township"], village=r["village"], family_doctor_contract=r["family_doctor_contract"],
     ) for r in rows}
 
 
@@ -148,23 +149,26 @@ async def _save_states(conn: asyncpg.Connection, states: dict[str, ResidentState
         return
     # A state is a tuple in column order: zip gives the columns at C speed.
     columns = map(list, zip(*states.values()))
-    ids, counties, births, genders, livings, cats, levels, statuses, beds, versions = columns
+    (ids, counties, births, genders, livings, cats, levels, statuses, beds, versions, townships, villages,
+     doctors) = columns
     categories = [",".join(c) for c in cats]
     await conn.execute(
         """INSERT INTO residents (resident_id, county_code, birth_date, gender, living_arrangement, categories,
-               ability_level, status, family_bed, version)
+               ability_level, status, family_bed, version, township, village, family_doctor_contract)
            SELECT r.id::uuid, r.county, r.birth, r.gender, r.living,
                   CASE WHEN r.cats = '' THEN '{}'::text[] ELSE string_to_array(r.cats, ',') END,
-                  r.level, r.status, r.bed, r.version
+                  r.level, r.status, r.bed, r.version, r.township, r.village, r.doctor
            FROM unnest($1::text[], $2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::smallint[],
-                       $8::text[], $9::boolean[], $10::integer[])
-                AS r(id, county, birth, gender, living, cats, level, status, bed, version)
+                       $8::text[], $9::boolean[], $10::integer[], $11::text[], $12::text[], $13::boolean[])
+                AS r(id, county, birth, gender, living, cats, level, status, bed, version, township, village, doctor)
            ON CONFLICT (resident_id) DO UPDATE SET county_code = EXCLUDED.county_code,
                birth_date = EXCLUDED.birth_date, gender = EXCLUDED.gender,
                living_arrangement = EXCLUDED.living_arrangement, categories = EXCLUDED.categories,
                ability_level = EXCLUDED.ability_level, status = EXCLUDED.status,
-               family_bed = EXCLUDED.family_bed, version = EXCLUDED.version""",
-        ids, counties, births, genders, livings, categories, levels, statuses, beds, versions)
+               family_bed = EXCLUDED.family_bed, version = EXCLUDED.version, township = EXCLUDED.township,
+               village = EXCLUDED.village, family_doctor_contract = EXCLUDED.family_doctor_contract""",
+        ids, counties, births, genders, livings, categories, levels, statuses, beds, versions, townships, villages,
+        doctors)
 
 
 async def _apply_counts(conn: asyncpg.Connection, counter: dict) -> list[dict]:

@@ -12,8 +12,8 @@ from services.reporting.domain.folding import CITY
 from services.reporting.domain.targets import (
     BEDS_PER_1000, COVERAGE, Official, indicator, live_requirements, official_targets, platform_live, share,
 )
-from shared.buckets import AGE_BANDS, age_bands, band_label, elderly_count
-from shared.regions import load_counties
+from shared.buckets import AGE_BANDS, age_bands, aged_at_least, band_label, counts_sql, elderly_count
+from shared.regions import TOWNSHIPS, load_counties
 
 FACILITY_TYPES = ("county_special_care", "street_center", "daycare_center", "township_home", "happiness_home",
                   "institution")
@@ -88,11 +88,40 @@ async def reset_for_rebuild(conn: asyncpg.Connection, consumer: str) -> int:
     return await conn.fetchval("SELECT seq FROM stream_state WHERE id = 1")
 
 
+# The key group of the family-doctor KPI: the share of elders this old with a contract.
+FAMILY_DOCTOR_AGE = 65
+
+
+def residents_view(dims: dict[str, dict[str, int]], today: date) -> dict:
+    """The resident figures of one area (city, county, township or village) from its counters."""
+    months = dims.get("birth_month", {})
+    bands = age_bands(months, today)
+    return {
+        "registered": sum(dims.get("status", {}).values()),
+        "active": dims.get("status", {}).get("active", 0),
+        "elderly_60plus": elderly_count(months, today),
+        "advanced_age_80plus": sum(bands[band_label(lo, hi)] for lo, hi in AGE_BANDS if lo >= 80),
+        "centenarians": bands.get("100+", 0),
+        "by_age_band": bands,
+        "by_gender": dims.get("gender", {}),
+        "by_category": dims.get("category", {}),
+        "by_living_arrangement": dims.get("living_arrangement", {}),
+        "by_ability_level": dims.get("ability_level", {}),
+        "by_status": dims.get("status", {}),
+    }
+
+
+def family_doctor_view(dims: dict[str, dict[str, int]], today: date) -> dict:
+    """The KPI: active elders aged 65+ with a family-doctor contract, of all active elders 65+."""
+    elders = aged_at_least(dims.get("birth_month", {}), FAMILY_DOCTOR_AGE, today)
+    signed = aged_at_least(dims.get("family_doctor", {}), FAMILY_DOCTOR_AGE, today)
+    return {"elderly_65plus": elders, "contracted_65plus": signed, "share_65plus": share(signed, elders),
+            "contracted": sum(dims.get("family_doctor", {}).values())}
+
+
 def scope_view(scope: str, counts: dict, facilities: dict, training: dict, today: date) -> dict:
     """The aggregates of one county or the city."""
     dims = counts.get(scope, {})
-    months = dims.get("birth_month", {})
-    bands = age_bands(months, today)
     by_type = {t: dict(facilities.get(scope, {}).get(t, {"count": 0, "beds": 0, "nursing_beds": 0, "occupied": 0}))
                for t in FACILITY_TYPES}
     for slot in by_type.values():
@@ -100,20 +129,9 @@ def scope_view(scope: str, counts: dict, facilities: dict, training: dict, today
     return {
         "scope": scope,
         "as_of": today.isoformat(),
-        "residents": {
-            "registered": sum(dims.get("status", {}).values()),
-            "active": dims.get("status", {}).get("active", 0),
-            "elderly_60plus": elderly_count(months, today),
-            "advanced_age_80plus": sum(bands[band_label(lo, hi)] for lo, hi in AGE_BANDS if lo >= 80),
-            "centenarians": bands.get("100+", 0),
-            "by_age_band": bands,
-            "by_gender": dims.get("gender", {}),
-            "by_category": dims.get("category", {}),
-            "by_living_arrangement": dims.get("living_arrangement", {}),
-            "by_ability_level": dims.get("ability_level", {}),
-            "by_status": dims.get("status", {}),
-        },
+        "residents": residents_view(dims, today),
         "family_beds": dims.get("family_bed", {}).get("yes", 0),
+        "family_doctor": family_doctor_view(dims, today),
         "facilities": {
             "by_type": by_type,
             "beds": sum(v["beds"] for v in by_type.values()),
@@ -133,6 +151,48 @@ async def aggregates(conn: asyncpg.Connection, today: date) -> dict[str, dict]:
     seq = await conn.fetchval("SELECT seq FROM stream_state WHERE id = 1")
     scopes = [CITY, *load_counties()]
     return {"seq": seq, "scopes": {s: scope_view(s, counts, facilities, training, today) for s in scopes}}
+
+
+# ------------------------------------------------------------------ below the county
+
+_TOWNSHIP_COUNTS = counts_sql("residents", area="township", where="county_code = $1")
+_VILLAGE_COUNTS = counts_sql("residents", area="village", where="county_code = $1 AND township = $2")
+
+
+def area_view(name: str, dims: dict[str, dict[str, int]], today: date) -> dict:
+    """A township's or a village's figures: the county's resident dimensions, family beds and the
+    family-doctor KPI (facility and training reports name no township: they stay county figures)."""
+    return {"name": name, "residents": residents_view(dims, today),
+            "family_beds": dims.get("family_bed", {}).get("yes", 0),
+            "family_doctor": family_doctor_view(dims, today)}
+
+
+def _by_area(rows) -> dict[str, dict[str, dict[str, int]]]:
+    out: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        out[r[0]][r["dim"]][r["bucket"]] = r["n"]
+    return out
+
+
+async def township_views(conn: asyncpg.Connection, county: str, today: date) -> tuple[int, list[dict]]:
+    """The stream sequence, and every township of `county` (the county's list first, in its order;
+    then any other a resident names), counted from the folded residents by the counting contract."""
+    seq = await conn.fetchval("SELECT seq FROM stream_state WHERE id = 1")
+    counts = _by_area(await conn.fetch(_TOWNSHIP_COUNTS, county))
+    listed = list(TOWNSHIPS.get(county, ()))
+    names = listed + sorted(t for t in counts if t not in listed)
+    return seq, [area_view(t, counts.get(t, {}), today) for t in names]
+
+
+async def village_views(conn: asyncpg.Connection, county: str, township: str,
+                        today: date) -> tuple[int, list[dict]] | None:
+    """The stream sequence and the villages of one township with residents (None: a township the
+    county neither lists nor has residents in)."""
+    seq = await conn.fetchval("SELECT seq FROM stream_state WHERE id = 1")
+    counts = _by_area(await conn.fetch(_VILLAGE_COUNTS, county, township))
+    if not counts and township not in TOWNSHIPS.get(county, ()):
+        return None
+    return seq, [area_view(v, counts[v], today) for v in sorted(counts)]
 
 
 def targets_table(views: dict[str, dict], last_heard: dict[str, datetime], now: datetime) -> list[dict]:

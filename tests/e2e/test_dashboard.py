@@ -181,15 +181,17 @@ def cloud_event(type_: str, data: dict, county: str, subject: str | None = None)
     return event
 
 
-def register(client: httpx.Client, settings, county: str, rng: random.Random, name: str = "测试老人") -> str:
-    township = TOWNSHIPS[county][rng.randrange(len(TOWNSHIPS[county]))]
+def register(client: httpx.Client, settings, county: str, rng: random.Random, name: str = "测试老人",
+             township: str | None = None) -> str:
+    township = township or TOWNSHIPS[county][rng.randrange(len(TOWNSHIPS[county]))]
     categories = rng.sample(CATEGORIES, rng.choice([0, 0, 1, 1, 2]))
     if {"extreme_poverty_centralised", "extreme_poverty_dispersed"} <= set(categories):
         categories.remove("extreme_poverty_dispersed")  # one or the other, never both
     body = {"name": name, "id_number": fresh_id_number(), "county_code": county, "township": township,
             "village": "东街社区", "living_arrangement": rng.choice(LIVING),
             "categories": categories,
-            "ability_level": rng.choice([0, 0, 0, 1, 1, 2, 3, 4, None])}
+            "ability_level": rng.choice([0, 0, 0, 1, 1, 2, 3, 4, None]),
+            "family_doctor_contract": rng.random() < 0.65}
     response = client.post("/v1/residents", json=body, headers=token_for(settings, "county", county))
     assert response.status_code == 201, response.text
     return response.json()["id"]
@@ -336,6 +338,8 @@ def drive_the_page(chromium: str, settings, registry: Service, reporting: Servic
             assert int(figure(page, f"county-{code}-training")) == ri["training"]["actual"]
             assert int(figure(page, f"county-{code}-training-target")) == ri["training"]["target"]
             assert as_number(figure(page, f"county-{code}-beds-per-1000")) == ri["beds_per_1000"]["actual"]
+            doctor = aggregates["scopes"][code]["family_doctor"]  # the share of 65+ elders with a contract
+            assert as_number(figure(page, f"county-{code}-family-doctor")) == doctor["share_65plus"]
             nursing = ri["nursing_bed_share"]["actual"]
             assert as_number(figure(page, f"county-{code}-nursing-share")) == nursing
             assert int(figure(page, f"county-{code}-facilities")) == sum(
@@ -361,6 +365,60 @@ def drive_the_page(chromium: str, settings, registry: Service, reporting: Servic
 
         DOCS.mkdir(exist_ok=True)
         page.screenshot(path=str(DOCS / "dashboard.png"))
+
+        # ---- a county row drills down to the county's townships (the API's figures), live, and back
+        assert city["family_doctor"]["contracted"] > 0
+        page.click('[data-testid="county-410928-drill"]')
+        page.wait_for_selector('[data-testid="township-view"]:not([hidden])', timeout=5000)
+        assert page.is_hidden('[data-testid="county-view"]')
+        assert page.inner_text('[data-testid="township-county"]') == "濮阳县"
+        assert page.inner_text('[data-testid="ability-scope"]') == "濮阳县"  # the charts follow the county
+
+        def township_rows() -> list[dict]:
+            return page.evaluate("""() => [...document.querySelectorAll('#township-rows tr')].map(tr => {
+                const v = (id) => tr.querySelector(`[data-testid="${id}"]`).dataset.value;
+                return { name: tr.dataset.name, registered: Number(v('township-registered')),
+                         active: Number(v('township-active')), elderly: Number(v('township-elderly')),
+                         advanced: Number(v('township-advanced-age')), family_beds: Number(v('township-family-beds')),
+                         contracted: Number(v('township-family-doctor-contracted')),
+                         elders65: Number(v('township-family-doctor-elderly')), share: v('township-family-doctor') };
+              })""")
+
+        def api_rows() -> list[dict]:
+            return [{"name": t["name"], "registered": t["residents"]["registered"], "active": t["residents"]["active"],
+                     "elderly": t["residents"]["elderly_60plus"], "advanced": t["residents"]["advanced_age_80plus"],
+                     "family_beds": t["family_beds"], "contracted": t["family_doctor"]["contracted_65plus"],
+                     "elders65": t["family_doctor"]["elderly_65plus"],
+                     "share": "" if t["family_doctor"]["share_65plus"] is None else str(t["family_doctor"]["share_65plus"])}
+                    for t in api.get("/v1/aggregates/counties/410928/townships").json()["townships"]]
+
+        expected_towns = api_rows()
+        page.wait_for_function("n => document.querySelectorAll('#township-rows tr').length === n",
+                               arg=len(expected_towns), timeout=10000)
+        shown = township_rows()
+        for row in shown:  # the page writes 0.5 as "0.5", Python too; compare numbers as numbers
+            row["share"] = "" if row["share"] == "" else str(float(row["share"]))
+        assert shown == expected_towns
+        assert [r["name"] for r in shown] == TOWNSHIPS["410928"]
+        assert sum(r["registered"] for r in shown) == aggregates["scopes"]["410928"]["residents"]["registered"]
+        assert sum(r["contracted"] for r in shown) == aggregates["scopes"]["410928"]["family_doctor"]["contracted_65plus"]
+        assert int(figure(page, "township-count")) == len(TOWNSHIPS["410928"])
+        page.screenshot(path=str(DOCS / "dashboard-townships.png"))
+        # a resident registered in one township shows there, without a reload
+        first = TOWNSHIPS["410928"][0]
+        before_first = next(r for r in shown if r["name"] == first)
+        register(reg, settings, "410928", random.Random(7), name="吴秀兰", township=first)
+        page.wait_for_function(
+            """([name, n]) => Number(document.querySelector(`#township-rows tr[data-name="${name}"] `
+                 + '[data-testid="township-registered"]').dataset.value) === n""",
+            arg=[first, before_first["registered"] + 1], timeout=30000, polling=100)
+        page.click('[data-testid="township-back"]')
+        page.wait_for_selector('[data-testid="county-view"]:not([hidden])', timeout=5000)
+        assert page.is_hidden('[data-testid="township-view"]')
+        assert page.evaluate("document.querySelectorAll('#county-rows tr').length") == 10
+        assert page.evaluate("document.activeElement.dataset.testid") == "county-410928-drill"
+        page.click('[data-testid="county-row-410928"]')  # back to the city for the charts
+        assert page.inner_text('[data-testid="ability-scope"]') == "濮阳市"
 
         # ---- English by the switch: every label, county names too; the choice is remembered
         page.click('[data-testid="lang-switch"]')

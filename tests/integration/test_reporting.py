@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -712,3 +713,127 @@ async def test_aggregates_publisher_closes_its_producer_when_cancelled_between_f
     publisher.task.cancel()
     await asyncio.gather(publisher.task, return_exceptions=True)
     assert producer._closed and publisher.producer is None  # noqa: SLF001 - aiokafka has no public flag
+
+
+# ------------------------------------------------------------------ below the county
+
+
+def townships_url(code: str) -> str:
+    return f"/v1/aggregates/counties/{code}/townships"
+
+
+def villages_url(code: str, township: str) -> str:
+    return f"{townships_url(code)}/{quote(township)}/villages"
+
+
+async def register(registry, headers, township: str, village: str, birth_year: int, **extra) -> str:
+    response = await registry.post("/v1/residents", headers=headers, json={
+        "name": "孙玉兰", "id_number": fresh_id_number("410928", birth_year), "county_code": "410928",
+        "township": township, "village": village, "living_arrangement": "alone", **extra})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def test_a_county_drills_down_to_its_townships_and_villages_with_the_family_doctor_kpi(
+        registry, reporting, settings):
+    puyang = token_for(settings, "county", "410928")
+    viewer = token_for(settings, "viewer")
+    # A township of its own (not on the county's list), so the figures are this test's alone.
+    township = f"试点镇{uuid.uuid4().hex[:6]}"
+    signed = {"family_doctor_contract": True, "family_doctor_signed_on": "2026-04-01"}
+    await register(registry, puyang, township, "东村", 1950, **signed)
+    await register(registry, puyang, township, "东村", 1948, categories=["dementia"])
+    await register(registry, puyang, township, "西村", 1952, **signed)
+    young = await register(registry, puyang, township, "西村", 1963, family_doctor_contract=True)  # 60-64
+    await register(registry, puyang, township, "西村", 1940)
+
+    async def ours() -> dict | None:
+        response = await reporting.get(townships_url("410928"), headers=viewer)
+        assert response.status_code == 200, response.text
+        found = [t for t in response.json()["townships"] if t["name"] == township]
+        return found[0] if found and found[0]["residents"]["registered"] == 5 else None
+
+    mine = await eventually(ours, message="the township's residents folded")
+    assert mine["residents"]["active"] == 5 and mine["residents"]["by_category"] == {"dementia": 1}
+    assert mine["residents"]["by_age_band"]["60-64"] == 1 and mine["residents"]["advanced_age_80plus"] == 1
+    # 65+: four elders (1950, 1948, 1952, 1940), two of them with a contract; the one under 65 is not counted.
+    assert mine["family_doctor"] == {"elderly_65plus": 4, "contracted_65plus": 2, "share_65plus": 0.5,
+                                     "contracted": 3}
+    assert "孙玉兰" not in str(mine)
+
+    villages = (await reporting.get(villages_url("410928", township), headers=viewer)).json()
+    assert villages["township"] == township and [v["name"] for v in villages["villages"]] == ["东村", "西村"]
+    west = villages["villages"][1]
+    assert west["residents"]["registered"] == 3 and west["family_doctor"]["contracted_65plus"] == 1
+    assert west["family_doctor"]["elderly_65plus"] == 2
+
+    # The county's listed townships come first, in the list's order, each present even if empty.
+    listed = [t["name"] for t in (await reporting.get(townships_url("410928"), headers=viewer)).json()["townships"]]
+    assert listed[:3] == ["城关镇", "柳屯镇", "文留镇"] and township in listed
+
+    # A contract ended moves the KPI (of someone under 65: the 65+ share stays).
+    etag = (await registry.get(f"/v1/residents/{young}", headers=puyang)).headers["etag"]
+    ended = await registry.patch(f"/v1/residents/{young}", json={"family_doctor_contract": False},
+                                 headers={**puyang, "If-Match": etag})
+    assert ended.status_code == 200
+
+    async def ended_folded() -> dict | None:
+        got = await ours()
+        return got if got and got["family_doctor"]["contracted"] == 2 else None
+
+    assert (await eventually(ended_folded))["family_doctor"]["contracted_65plus"] == 2
+
+
+async def test_county_kpi_and_township_sums_agree_with_the_county_figures(registry, reporting, settings):
+    viewer = token_for(settings, "viewer")
+    await settled(reporting, settings, registry)
+    county = (await reporting.get("/v1/aggregates/counties/410928", headers=viewer)).json()
+    townships = (await reporting.get(townships_url("410928"), headers=viewer)).json()["townships"]
+    assert sum(t["residents"]["registered"] for t in townships) == county["residents"]["registered"]
+    assert sum(t["residents"]["active"] for t in townships) == county["residents"]["active"]
+    for key in ("elderly_65plus", "contracted_65plus", "contracted"):
+        assert sum(t["family_doctor"][key] for t in townships) == county["family_doctor"][key]
+    assert county["family_doctor"]["contracted"] >= 2  # the drill-down test's, at least
+    city = (await reporting.get("/v1/aggregates/city", headers=viewer)).json()
+    assert city["family_doctor"]["contracted_65plus"] >= county["family_doctor"]["contracted_65plus"]
+    # and the consistency check, which compares the family-doctor and township counters too, agrees
+    reporting.app.state.runtime.state["registry_transport"] = httpx.ASGITransport(app=registry.app)
+    body = (await reporting.get("/v1/consistency", headers=token_for(settings, "city"))).json()
+    assert resident_differences(body) == [], body["differences"]
+
+
+def resident_differences(consistency: dict) -> list[dict]:
+    """The differences in resident counters (earlier tests here publish training records of their own
+    straight to the ingest topic, which the registry never saw)."""
+    return [d for d in consistency["differences"] if d["dimension"] not in ("facility", "training", "training_record")]
+
+
+async def test_a_county_token_sees_its_own_townships_only(reporting, settings):
+    qingfeng = token_for(settings, "county", "410922")
+    assert (await reporting.get(townships_url("410922"), headers=qingfeng)).status_code == 200
+    for url in (townships_url("410928"), villages_url("410928", "城关镇")):
+        refused = await reporting.get(url, headers=qingfeng)
+        assert refused.status_code == 403 and refused.json()["field"] == "code"
+    unknown = await reporting.get(townships_url("999999"), headers=qingfeng)
+    assert unknown.status_code == 404 and unknown.json()["field"] == "code"
+    no_such = await reporting.get(villages_url("410922", "没有这个乡"), headers=qingfeng)
+    assert no_such.status_code == 404 and no_such.json()["field"] == "township"
+    assert (await reporting.get(townships_url("410922"))).status_code == 401
+
+
+async def test_a_tampered_family_doctor_counter_is_a_difference(registry, reporting, settings):
+    reporting.app.state.runtime.state["registry_transport"] = httpx.ASGITransport(app=registry.app)
+    await settled(reporting, settings, registry)
+    runtime = reporting.app.state.runtime
+    bump = ("INSERT INTO agg_counts (county_code, dim, bucket, n) VALUES ('410928', 'family_doctor', '1950-01', $1) "
+            "ON CONFLICT (county_code, dim, bucket) DO UPDATE SET n = agg_counts.n + EXCLUDED.n")
+    async with runtime.db.transaction() as conn:
+        await conn.execute(bump, 2)
+    try:
+        body = (await reporting.get("/v1/consistency", headers=token_for(settings, "city"))).json()
+    finally:
+        async with runtime.db.transaction() as conn:
+            await conn.execute(bump, -2)
+    # the county's counter only (the registry's city total is the counties' sum, as is ours)
+    assert {(d["scope"], d["dimension"], d["bucket"]) for d in resident_differences(body)} == {
+        ("410928", "family_doctor", "1950-01")}

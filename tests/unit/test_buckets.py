@@ -13,14 +13,17 @@ BY_NAME = {d.name: d for d in DIMENSIONS}
 
 def resident(**over) -> SimpleNamespace:
     values = dict(status="active", birth_date=date(1950, 3, 9), gender="female", living_arrangement="alone",
-                  ability_level=2, categories=("dementia", "low_income"), family_bed=True)
+                  ability_level=2, categories=("dementia", "low_income"), family_bed=True,
+                  family_doctor_contract=True, township="城关镇")
     return SimpleNamespace(**values | over)
 
 
 def test_an_active_resident_counts_once_in_each_profile_dimension_and_once_per_category():
     assert resident_buckets(resident()) == [
         ("status", "active"), ("birth_month", "1950-03"), ("gender", "female"), ("living_arrangement", "alone"),
-        ("ability_level", "2"), ("category", "dementia"), ("category", "low_income"), ("family_bed", "yes")]
+        ("ability_level", "2"), ("category", "dementia"), ("category", "low_income"), ("family_bed", "yes"),
+        ("family_doctor", "1950-03"), ("township", "城关镇")]
+    assert ("family_doctor", "1950-03") not in resident_buckets(resident(family_doctor_contract=False))
 
 
 def test_an_entry_no_longer_active_counts_only_in_the_dimensions_for_everyone():

@@ -17,9 +17,9 @@ from shared.regions import load_counties
 def snap(**over):
     base = dict(resident_id="r1", county_code="410928", birth_date="1945-03-02", gender="female",
                 living_arrangement="alone", categories=["dementia"], ability_level=2, status="active",
-                family_bed=False, version=1)
+                family_bed=False, version=1, township="城关镇", village="东街社区")
     base.update(over)
-    return SimpleNamespace(resident=SimpleNamespace(**base))
+    return SimpleNamespace(resident=SimpleNamespace(**{"family_doctor_contract": False, **base}))
 
 
 def test_registration_counts_in_county_and_city():

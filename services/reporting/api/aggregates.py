@@ -39,15 +39,52 @@ async def city_aggregates(principal: AggregateReader, runtime: RuntimeDep) -> di
     return {"seq": snap["seq"], **snap["scopes"]["city"]}
 
 
-@router.get("/aggregates/counties/{code}", summary="A county's aggregates (a county token: its own only)",
-            responses={403: {"description": "Another county than the token's"}, 404: {"description": "Unknown county"}})
-async def county_aggregates(code: str, principal: AggregateReader, runtime: RuntimeDep) -> dict:
+COUNTY_RESPONSES = {403: {"description": "Another county than the token's"},
+                    404: {"description": "Unknown county (or township)"}}
+
+
+def check_county(principal, code: str) -> None:
+    """404 for a code that is no county of the city, 403 for another county than a county token's."""
     if code not in load_counties():
         raise NotFound(f"'{code}' is not a county code of this city.", field="code")
     if not may_see(county_scope(principal), code):
         raise Forbidden("This token's scope does not cover that county.", field="code")
+
+
+@router.get("/aggregates/counties/{code}", summary="A county's aggregates (a county token: its own only)",
+            responses=COUNTY_RESPONSES)
+async def county_aggregates(code: str, principal: AggregateReader, runtime: RuntimeDep) -> dict:
+    check_county(principal, code)
     snap = await snapshot(runtime)
     return {"seq": snap["seq"], **snap["scopes"][code]}
+
+
+@router.get("/aggregates/counties/{code}/townships",
+            summary="A county's townships and street offices, each with the county's resident dimensions, family "
+                    "beds and the family-doctor KPI (a county token: its own county only)", responses=COUNTY_RESPONSES)
+async def township_aggregates(code: str, principal: AggregateReader, runtime: RuntimeDep) -> dict:
+    check_county(principal, code)
+    today = today_local()
+    async with runtime.db.connection() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):  # seq and counts at one cut
+            seq, townships = await queries.township_views(conn, code, today)
+    return {"seq": seq, "county_code": code, "as_of": today.isoformat(), "townships": townships}
+
+
+@router.get("/aggregates/counties/{code}/townships/{township}/villages",
+            summary="One township's villages and communities, with the same figures (a county token: its own "
+                    "county only)", responses=COUNTY_RESPONSES)
+async def village_aggregates(code: str, township: str, principal: AggregateReader, runtime: RuntimeDep) -> dict:
+    check_county(principal, code)
+    today = today_local()
+    async with runtime.db.connection() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):  # seq and counts at one cut
+            found = await queries.village_views(conn, code, township, today)
+    if found is None:
+        raise NotFound(f"'{township}' is not a township of county {code}.", field="township")
+    seq, villages = found
+    return {"seq": seq, "county_code": code, "township": township, "as_of": today.isoformat(),
+            "villages": villages}
 
 
 @router.get("/aggregates", summary="Every county and the city at once (what the dashboard loads; a county "

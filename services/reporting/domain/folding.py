@@ -32,11 +32,16 @@ class ResidentState(NamedTuple):
     status: str
     family_bed: bool
     version: int
+    # Where the resident lives (the township and village figures are counted from these) and the
+    # family-doctor contract; last, so the columns above keep their places.
+    township: str
+    village: str
+    family_doctor_contract: bool
 
 
 def state_from_snapshot(s: dict | object) -> ResidentState:
     if isinstance(s, dict):
-        s = SimpleNamespace(**s)
+        s = SimpleNamespace(**{"family_doctor_contract": False, **s})
     # Attribute access, not a getter per field: this runs once per folded event.
     birth = s.birth_date
     return ResidentState(
@@ -44,6 +49,7 @@ def state_from_snapshot(s: dict | object) -> ResidentState:
         birth_date=birth if isinstance(birth, date) else date.fromisoformat(birth), gender=s.gender,
         living_arrangement=s.living_arrangement, categories=tuple(sorted(s.categories or ())),
         ability_level=s.ability_level, status=s.status, family_bed=bool(s.family_bed), version=int(s.version),
+        township=s.township, village=s.village, family_doctor_contract=bool(s.family_doctor_contract),
     )
 
 

@@ -1,5 +1,6 @@
 /* The city command-centre page: loads /v1/aggregates and /v1/targets, listens on /v1/stream
-   (Server-Sent Events) and re-renders without reloading. Charts are plotly.js served by the
+   (Server-Sent Events) and re-renders without reloading. A county row drills down to the county's
+   townships (/v1/aggregates/counties/{code}/townships, re-read with every refresh while shown). Charts are plotly.js served by the
    reporting service itself from the installed plotly wheel (/static/plotly.min.js): no CDN. */
 (() => {
   "use strict";
@@ -8,6 +9,8 @@
   const LANG_KEY = "eldercare.dashboard.lang";
   const DEBOUNCE_MS = 250;          // a burst of deltas costs one fetch
   const SAFETY_POLL_MS = 30000;     // also re-read now and then (deltas folded by another replica)
+  // The townships are counted on read (a second or so for the largest county): at most this often.
+  const TOWNSHIPS_EVERY_MS = 3000;
   const FACILITY_TYPES = ["county_special_care", "street_center", "daycare_center", "township_home",
                           "happiness_home"];
   const CATEGORIES = ["extreme_poverty_centralised", "extreme_poverty_dispersed", "minimum_allowance",
@@ -29,6 +32,9 @@
     agg: null,              // /v1/aggregates (or the stream's snapshot)
     targets: null,          // /v1/targets
     selected: "city",       // scope of the ability and facility charts
+    drill: null,            // the county whose townships are shown instead of the county table
+    townships: null,        // /v1/aggregates/counties/{drill}/townships
+    townshipsAt: 0,         // when they were read (performance.now())
     streamSeq: null,        // the newest seq the stream told us about
     lastRenderAt: null,
   };
@@ -150,13 +156,22 @@
     if (inFlight) { again = true; return; }
     inFlight = true;
     try {
-      const [agg, targets] = await Promise.all([
+      const drill = state.drill;
+      const due = drill && (!state.townships || performance.now() - state.townshipsAt >= TOWNSHIPS_EVERY_MS);
+      const [agg, targets, townships] = await Promise.all([
         snapshot ? Promise.resolve(snapshot) : api("/v1/aggregates"),
         api("/v1/targets"),
+        due ? api(`/v1/aggregates/counties/${encodeURIComponent(drill)}/townships`) : Promise.resolve(null),
       ]);
       stats.fetches += 1;
       state.agg = agg;
       state.targets = targets;
+      if (due && drill === state.drill) {  // not if the reader went back meanwhile
+        state.townships = townships;
+        state.townshipsAt = performance.now();
+      } else if (drill && !due) {
+        scheduleRefresh(TOWNSHIPS_EVERY_MS);  // the townships' turn comes: read them then
+      }
       state.lastRenderAt = new Date();
       render();
     } catch (error) {
@@ -235,6 +250,7 @@
     state.lastRenderAt = state.lastRenderAt ?? new Date();
     renderHeadlines();
     renderTable();
+    renderTownships();
     renderCharts();
     setFig(byTestId("live-seq"), state.agg.seq, String(state.agg.seq));
     const updated = byTestId("live-updated");
@@ -314,7 +330,13 @@
       const tr = el("tr", { "data-code": code, "data-testid": `county-row-${code}`, tabindex: "0",
                             "aria-selected": state.selected === code ? "true" : "false",
                             class: code === "city" ? "city" : null, title: t("select_row") });
-      const nameCell = el("th", { scope: "row" }, el("div", { "data-testid": `county-${code}-name`, text: name }));
+      const nameLine = el("div", {}, el("span", { "data-testid": `county-${code}-name`, text: name }));
+      if (code !== "city") {
+        nameLine.append(el("button", { type: "button", class: "drill-btn", "data-drill": code,
+                                       "data-testid": `county-${code}-drill`, title: t("drill_title"),
+                                       text: `${t("drill")} ›` }));
+      }
+      const nameCell = el("th", { scope: "row" }, nameLine);
       const platform = ind.smart_platform;
       if (code !== "city") {
         // A platform counts as live only if it posted within 24 h: say when it was last heard from.
@@ -357,6 +379,11 @@
                              facTarget ? Math.round((facActual / facTarget) * 10000) / 10000 : null, lines.join("\n")));
       const training = ind.training;
       tr.append(progressCell(code, "training", training.actual, training.target, training.progress));
+      const doctor = view?.family_doctor;
+      tr.append(el("td", { class: `num ${doctor?.share_65plus == null ? "na" : ""}`,
+                           title: doctor ? `${fmtInt(doctor.contracted_65plus)} / ${fmtInt(doctor.elderly_65plus)}` : null,
+                           "data-testid": `county-${code}-family-doctor`, "data-value": doctor?.share_65plus ?? "",
+                           text: fmtPct(doctor?.share_65plus) }));
       if (!view) tr.dataset.missing = "true";
       fresh.push(tr);
     }
@@ -367,6 +394,69 @@
   function select(code) {
     state.selected = state.selected === code ? "city" : code;
     render();
+  }
+
+  // ---------------------------------------------------------------- below the county
+
+  function drillInto(code) {
+    state.drill = code;
+    state.selected = code;  // the charts beside follow the county
+    state.townships = null;
+    render();
+    byTestId("township-back").focus();
+    refresh();
+  }
+
+  function drillOut() {
+    const code = state.drill;
+    state.drill = null;
+    state.townships = null;
+    render();
+    byTestId(`county-${code}-drill`)?.focus();
+  }
+
+  function renderTownships() {
+    const drilled = state.drill != null;
+    byTestId("county-view").hidden = drilled;
+    byTestId("township-view").hidden = !drilled;
+    if (!drilled) return;
+    byTestId("township-county").textContent = scopeName(state.drill);
+    const tbody = $("#township-rows");
+    const data = state.townships;
+    const count = byTestId("township-count");
+    if (!data || data.county_code !== state.drill) {
+      count.dataset.value = "";
+      count.textContent = t("loading");
+      tbody.replaceChildren();
+      return;
+    }
+    count.dataset.value = String(data.townships.length);
+    count.textContent = `${fmtInt(data.townships.length)} ${t("township_count")}`;
+    const num = (testid, value, text) => el("td", { class: "num", "data-testid": testid, "data-value": value ?? "",
+                                                    text: text ?? fmtInt(value) });
+    tbody.replaceChildren(...data.townships.map((town) => {
+      const r = town.residents;
+      const doctor = town.family_doctor;
+      const fig = el("span", { class: "fig" },
+        el("span", { "data-testid": "township-family-doctor-contracted", "data-value": doctor.contracted_65plus,
+                     text: fmtInt(doctor.contracted_65plus) }),
+        el("span", { class: "t", text: " / " }),
+        el("span", { class: "t", "data-testid": "township-family-doctor-elderly", "data-value": doctor.elderly_65plus,
+                     text: fmtInt(doctor.elderly_65plus) }));
+      const pct = el("span", { class: "pct", "data-testid": "township-family-doctor", "data-value": doctor.share_65plus ?? "",
+                               text: fmtPct(doctor.share_65plus, 0) });
+      const bar = el("div", { class: "bar" }, el("i"));
+      setBar(bar, doctor.share_65plus);
+      return el("tr", { "data-testid": "township-row", "data-name": town.name },
+        el("th", { scope: "row", "data-testid": "township-name", text: town.name }),
+        el("td", { class: "num" },
+           el("div", { "data-testid": "township-registered", "data-value": r.registered, text: fmtInt(r.registered) }),
+           el("div", { class: "task", "data-testid": "township-active", "data-value": r.active, text: fmtInt(r.active) })),
+        num("township-elderly", r.elderly_60plus),
+        num("township-advanced-age", r.advanced_age_80plus),
+        num("township-family-beds", town.family_beds),
+        el("td", {}, el("div", { class: "prog" }, fig, pct, bar)));
+    }));
   }
 
   // ---------------------------------------------------------------- charts (plotly.js)
@@ -495,12 +585,19 @@
     });
     const tbody = $("#county-rows");
     tbody.addEventListener("click", (event) => {
+      const drill = event.target.closest("button[data-drill]");
+      if (drill) { drillInto(drill.dataset.drill); return; }
       const tr = event.target.closest("tr[data-code]");
       if (tr) select(tr.dataset.code);
     });
     tbody.addEventListener("keydown", (event) => {
+      if (event.target.closest("button")) return;  // the drill button answers Enter itself
       const tr = event.target.closest("tr[data-code]");
       if (tr && (event.key === "Enter" || event.key === " ")) { event.preventDefault(); select(tr.dataset.code); }
+    });
+    byTestId("township-back").addEventListener("click", drillOut);
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && state.drill) drillOut();
     });
 
     token = readToken();

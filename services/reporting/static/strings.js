@@ -39,6 +39,10 @@ window.ELDERCARE_STRINGS = {
       facility: { county_special_care: "县级特困供养机构", street_center: "街道综合养老服务中心",
                   daycare_center: "社区日间照料中心", township_home: "乡镇敬老院", happiness_home: "村级幸福院" },
       select_row: "选择该县区",
+      col_family_doctor: "家庭医生签约", col_family_doctor_sub: "65岁以上签约率",
+      col_family_doctor_65: "签约 / 65岁以上", drill: "乡镇", drill_title: "查看该县区各乡镇（街道）",
+      back_to_counties: "返回县区", townships_title: "乡镇（街道）", col_township: "乡镇（街道）",
+      col_registered: "登记", col_active_sub: "在册", township_count: "个乡镇（街道）", loading: "加载中…",
     },
     en: {
       doc_title: "Puyang Smart Elder-Care Command Centre",
@@ -78,6 +82,11 @@ window.ELDERCARE_STRINGS = {
                   daycare_center: "Community day-care centres", township_home: "Township homes",
                   happiness_home: "Village happiness homes" },
       select_row: "Select this county",
+      col_family_doctor: "Family doctor", col_family_doctor_sub: "65+ with a contract",
+      col_family_doctor_65: "signed / aged 65+", drill: "Townships", drill_title: "Show this county's townships",
+      back_to_counties: "Back to counties", townships_title: "Townships and streets", col_township: "Township",
+      col_registered: "Registered", col_active_sub: "active", township_count: "townships and streets",
+      loading: "Loading…",
     },
   },
   NOTICE: {
