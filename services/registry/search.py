@@ -28,6 +28,7 @@ class SearchQuery:
     gender: str | None = None
     name_prefix: str | None = None
     id_number: str | None = None
+    family_doctor_contract: bool | None = None
     limit: int = 50
     after: uuid.UUID | None = None  # from the caller's cursor (shared/cursors.py), decoded by the route
     with_total: bool = True
@@ -80,6 +81,8 @@ def build_where(principal: Principal, q: SearchQuery, today: date) -> tuple[list
         add("name LIKE ?", q.name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
     if q.id_number:
         add("id_number = ?", q.id_number)
+    if q.family_doctor_contract is not None:
+        add("family_doctor_contract = ?", q.family_doctor_contract)
     return clauses, params
 
 

@@ -61,6 +61,19 @@ async def test_a_signing_date_without_a_contract_or_in_the_future_is_422_naming_
         assert refused.json()["field"] == "family_doctor_signed_on"
 
 
+async def test_search_finds_the_65plus_still_without_a_contract(registry, puyang):
+    village = f"签约村{uuid.uuid4().hex[:6]}"
+    for year, contract in ((1950, True), (1951, False), (1963, False)):
+        created = await registry.post("/v1/residents", headers=puyang, json=body(
+            id_number=fresh_id_number("410928", year), village=village, family_doctor_contract=contract))
+        assert created.status_code == 201, created.text
+    found = await registry.post("/v1/residents/search", headers=puyang, json={
+        "village": village, "age_min": 65, "family_doctor_contract": False})
+    assert found.status_code == 200, found.text
+    assert [(r["family_doctor_contract"], r["age"] >= 65) for r in found.json()["items"]] == [(False, True)]
+    assert found.json()["total"] == 1
+
+
 async def test_patching_signs_dates_and_ends_a_contract(registry, settings, puyang):
     created = await registry.post("/v1/residents", headers=puyang, json=body())
     rid, etag = created.json()["id"], created.headers["etag"]

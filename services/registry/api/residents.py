@@ -222,6 +222,7 @@ async def search_residents(body: SearchIn, request: Request, principal: CurrentP
         living_arrangement=body.living_arrangement, ability_levels=levels, age_min=body.age_min,
         age_max=body.age_max, status=body.status, gender=body.gender, name_prefix=body.name_prefix,
         id_number=id_number, limit=body.limit, after=after, with_total=body.with_total,
+        family_doctor_contract=body.family_doctor_contract,
     )
     today = handlers.today_local()
     if id_number is not None:

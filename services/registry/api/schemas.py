@@ -95,6 +95,8 @@ class SearchIn(_Strict):
     gender: Literal["male", "female"] | None = None
     name_prefix: str | None = Field(None, min_length=1, max_length=50)
     id_number: str | None = Field(None, min_length=1, max_length=30)
+    family_doctor_contract: bool | None = Field(None, description="with (true) or without (false) a family-doctor "
+                                                                  "contract, e.g. the 65+ still to sign")
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = Field(None, max_length=512)
     with_total: bool = True
