@@ -370,7 +370,8 @@ async def upsert_from_county(conn: asyncpg.Connection, fields: ResidentFields, s
     changes["ability_level"] = fields.ability_level
     if fields.family_doctor_contract is not None:  # not sent: the recorded contract stays
         changes["family_doctor_contract"] = fields.family_doctor_contract
-        changes["family_doctor_signed_on"] = fields.family_doctor_signed_on
+        if fields.family_doctor_signed_on is not None or not fields.family_doctor_contract:
+            changes["family_doctor_signed_on"] = fields.family_doctor_signed_on  # else the recorded date stays
     changed = {k: v for k, v in changes.items() if _differs(existing[k], v)}
     if not changed:
         return existing, "unchanged"

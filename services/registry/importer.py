@@ -341,9 +341,23 @@ def changed_fields(old: asyncpg.Record | dict, staged: tuple) -> list[str]:
     if staged[STATUS] is not None and staged[STATUS] != old["status"]:
         changed.append("status")
     if staged[CONTRACT] is not None:
-        changed += [c for c, i in (("family_doctor_contract", CONTRACT), ("family_doctor_signed_on", SIGNED_ON))
-                    if old[c] != staged[i]]
+        contract, signed_on = family_doctor_kept(staged, old)
+        changed += [c for c, new in (("family_doctor_contract", contract), ("family_doctor_signed_on", signed_on))
+                    if old[c] != new]
     return sorted(changed)
+
+
+def family_doctor_kept(staged: tuple, old) -> tuple[bool, date | None]:
+    """The contract and date a staged row leaves a resident with: an empty contract keeps the recorded
+    one and its date; a contract without a date keeps the recorded date (a file that lists who has
+    signed never wipes the dates it does not carry); no contract has no date."""
+    contract, signed_on = staged[CONTRACT], staged[SIGNED_ON]
+    recorded = (old["family_doctor_contract"], old["family_doctor_signed_on"]) if old is not None else (False, None)
+    if contract is None:
+        return recorded
+    if contract and signed_on is None and recorded[0]:
+        return True, recorded[1]
+    return contract, signed_on
 
 
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
@@ -581,13 +595,7 @@ async def _upsert(conn: asyncpg.Connection, rows: list[tuple], old_by_number: di
 
 def _filled(rec: tuple, old) -> tuple:
     status = rec[STATUS] if rec[STATUS] is not None else (old["status"] if old is not None else "active")
-    if rec[CONTRACT] is not None:
-        contract, signed_on = rec[CONTRACT], rec[SIGNED_ON]
-    elif old is not None:
-        contract, signed_on = old["family_doctor_contract"], old["family_doctor_signed_on"]
-    else:
-        contract, signed_on = False, None
-    return rec[:STATUS] + (status, contract, signed_on)
+    return rec[:STATUS] + (status, *family_doctor_kept(rec, old))
 
 
 def _moved_error(rec: tuple, owner: str, id_column: str) -> RowError:

@@ -130,8 +130,10 @@ async def test_the_import_template_takes_the_contract_in_chinese_and_in_english(
     event = await last_event(settings, str(rid))
     assert event["data"]["resident"]["family_doctor_signed_on"] == "2025-10-08"
 
-    # English headers; an empty contract keeps the recorded one, a changed one is an update with its event.
-    again = [{**signed, "phone": "13900000001"}, {**unsigned, "family_doctor_contract": "yes",
+    # English headers; an empty contract keeps the recorded one, a contract without a date keeps the
+    # recorded date, a changed one is an update with its event.
+    again = [{**signed, "phone": "13900000001", "family_doctor_contract": "yes"},
+             {**unsigned, "family_doctor_contract": "yes",
                                                    "family_doctor_signed_on": "2025-11-01"}]
     job = await import_file(registry, puyang, csv_bytes(again, headers=FIELDS, fields=FIELDS))
     assert (job["status"], job["updated"], job["rejected"]) == ("succeeded", 2, 0), job
@@ -162,6 +164,11 @@ async def test_county_upserts_set_keep_and_refuse_the_contract(registry, setting
     # Not sent: kept (nothing changed, no new version).
     same = await registry.post("/v1/events", headers=puyang, json=[ingest_event(record)])
     assert same.json()["accepted"] == 1
+    assert (await _resident_by_number(settings, record["id_number"]))[1:] == (True, date(2026, 2, 14), 1)
+    # A contract without its date: the recorded date stays.
+    undated = await registry.post("/v1/events", headers=puyang, json=[ingest_event(
+        {**record, "family_doctor_contract": True})])
+    assert undated.json()["accepted"] == 1
     assert (await _resident_by_number(settings, record["id_number"]))[1:] == (True, date(2026, 2, 14), 1)
     bad = await registry.post("/v1/events", headers=puyang, json=[ingest_event(
         {**record, "family_doctor_contract": False, "family_doctor_signed_on": "2026-02-14"})])

@@ -17,7 +17,7 @@ from services.registry.domain.imports import (
 )
 from services.registry.domain.residents import normalise_contract, normalise_signed_on, validate_resident
 from services.registry.handlers import family_doctor_changes, today_local
-from services.registry.importer import changed_fields
+from services.registry.importer import changed_fields, family_doctor_kept
 from shared.events.residents import ResidentSnapshot
 from shared.idcard import make_id_number
 from shared.messaging.outbox import fields_of
@@ -157,6 +157,17 @@ def test_a_changed_contract_is_a_change_and_an_empty_one_is_not():
     assert changed_fields(old, _check("是", "2025-03-01")[0]) == ["family_doctor_contract", "family_doctor_signed_on"]
     assert changed_fields(old, _check("", "")[0]) == []
     assert changed_fields(old, _check("否", "")[0]) == []
+
+
+def test_a_contract_without_a_date_keeps_the_recorded_date_and_none_clears_it():
+    signed = {"family_doctor_contract": True, "family_doctor_signed_on": date(2025, 3, 1)}
+    staged = lambda contract, on: (None,) * CONTRACT + (contract, on)  # noqa: E731
+    assert family_doctor_kept(staged(True, None), signed) == (True, date(2025, 3, 1))
+    assert family_doctor_kept(staged(True, date(2025, 9, 9)), signed) == (True, date(2025, 9, 9))
+    assert family_doctor_kept(staged(False, None), signed) == (False, None)
+    assert family_doctor_kept(staged(None, None), signed) == (True, date(2025, 3, 1))
+    assert family_doctor_kept(staged(None, None), None) == (False, None)  # a new resident
+    assert family_doctor_kept(staged(True, None), None) == (True, None)
 
 
 # ---------------------------------------------------------------- the event contract
