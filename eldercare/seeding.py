@@ -29,8 +29,13 @@ SEED_ACTOR = "eldercare seed"
 console = Console(stderr=True)
 
 
+# Bumped when the generated columns change, so a file kept from an older version is not reused
+# (v2: home locations; v3: family-doctor contracts).
+DATASET_VERSION = 3
+
+
 def dataset_path(state_dir: Path, residents: int, seed: int) -> Path:
-    return Path(state_dir) / "seed" / f"synthetic-city-{residents}-seed{seed}.csv"
+    return Path(state_dir) / "seed" / f"synthetic-city-{residents}-seed{seed}-v{DATASET_VERSION}.csv"
 
 
 def write_dataset(path: Path, residents: int, seed: int, on_rows: Callable[[int], Any] | None = None) -> Path:

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
 from itertools import accumulate
-from math import exp
+from math import cos, exp, hypot, pi, radians, sin, sqrt
 from typing import IO, Any
 
 from eldercare import synthetic_tables as tables
 from shared.apportion import apportion
 from shared.idcard import CHECK_CHARACTERS, WEIGHTS
-from shared.regions import TOWNSHIPS, County, load_counties
+from shared.regions import COUNTY_AREAS, METRES_PER_DEGREE_LAT, TOWNSHIPS, County, load_counties
 
 __all__ = [
     "AS_OF",
@@ -52,7 +52,7 @@ CITY_ACTIVE_60PLUS = 666_648
 CSV_HEADERS: tuple[str, ...] = (
     "name", "id_number", "phone", "county_code", "township", "village", "address",
     "living_arrangement", "categories", "ability_level", "emergency_contact", "emergency_phone",
-    "status", "family_doctor_contract", "family_doctor_signed_on",
+    "home_lat", "home_lon", "status", "family_doctor_contract", "family_doctor_signed_on",
 )
 # Family-doctor contracts (家庭医生签约): 65+ elders are a key group of the contracting policy; the
 # share signed varies by county (60-75 %), a little by township, and is lower below 65.
@@ -222,6 +222,53 @@ def villages_of(county_code: str, township: str, village_count: int = 0) -> tupl
     return tuple(names)
 
 
+# ---------------------------------------------------------------- where homes are ---------
+# Every township's seat lies inside its county's disc (shared/regions.COUNTY_AREAS; the first one
+# listed, the county seat, near its centre), every village within a few kilometres of its
+# township's seat (street communities closer), every home within a few hundred metres of its
+# village's centre; a care home's residents live at the care home, by the township seat. Places
+# are stable for a name, whatever the seed; the scatter of homes follows the seed.
+_CITY_AREA = (35.762, 115.030, 10.0)
+VILLAGE_SPREAD_M = {True: 1_500.0, False: 4_000.0}  # street office: communities; else villages
+HOME_SIGMA_M = {True: 150.0, False: 110.0}           # a community's blocks; a village's houses
+
+
+def _offset(lat: float, lon: float, east_m: float, north_m: float) -> tuple[float, float]:
+    return (lat + north_m / METRES_PER_DEGREE_LAT,
+            lon + east_m / (METRES_PER_DEGREE_LAT * cos(radians(lat))))
+
+
+def _inside(county_code: str, east_m: float, north_m: float, share: float = 0.97) -> tuple[float, float]:
+    """An offset from the county's centre pulled back inside its disc."""
+    r_m = COUNTY_AREAS.get(county_code, _CITY_AREA)[2] * 1000 * share
+    d = hypot(east_m, north_m)
+    return (east_m, north_m) if d <= r_m else (east_m * r_m / d, north_m * r_m / d)
+
+
+@cache
+def township_seat(county_code: str, township: str, index: int = 0, count: int = 1) -> tuple[float, float]:
+    """Where a township's seat is, as metres east and north of its county's centre."""
+    rng = random.Random(f"seat:{county_code}:{township}")
+    r_m = COUNTY_AREAS.get(county_code, _CITY_AREA)[2] * 1000
+    distance = r_m * (0.12 * rng.random() if index == 0 else 0.3 + 0.55 * sqrt(rng.random()))
+    angle = 2 * pi * (index / max(count, 1) + 0.25 * rng.random())
+    return _inside(county_code, distance * cos(angle), distance * sin(angle), 0.9)
+
+
+@cache
+def village_centre(county_code: str, township: str, village: str, index: int = 0,
+                   count: int = 1) -> tuple[float, float]:
+    """A village's centre, as metres east and north of its county's centre (the township seat's own
+    community, listed first, at the seat)."""
+    seat = township_seat(county_code, township, index, count)
+    rng = random.Random(f"village:{county_code}:{township}:{village}")
+    spread = VILLAGE_SPREAD_M[_is_street(township)] * sqrt(rng.random())
+    if village.endswith("社区") and not _is_street(township):
+        spread *= 0.15
+    angle = 2 * pi * rng.random()
+    return _inside(county_code, seat[0] + spread * cos(angle), seat[1] + spread * sin(angle), 0.95)
+
+
 def _village_counts(county: County, townships: Sequence[str]) -> int:
     rural = sum(1 for t in townships if not _is_street(t))
     return round(county.villages / rural) if rural and county.villages else 0
@@ -320,6 +367,7 @@ def generate_residents(
     plan = plan_population(total, units)
     rng = random.Random(seed)
     rnd = rng.random
+    gauss = random.Random(f"homes:{seed}").gauss
     _bisect, _int = bisect, int  # locals: the loop below runs 700k times
 
     # ---- tables shared by every row; per-age tables are lists indexed by age
@@ -391,6 +439,13 @@ def generate_residents(
             )
             for t in townships
         ]
+        c_lat, c_lon = COUNTY_AREAS.get(code, _CITY_AREA)[:2]
+        to_lon = METRES_PER_DEGREE_LAT * cos(radians(c_lat))
+        # (township index, village) -> (centre east, north, scatter sigma); the care home by the seat.
+        n_places = len(places)
+        centres = {(i, v): (*village_centre(code, t, v, i, n_places), HOME_SIGMA_M[_is_street(t)])
+                   for i, (t, vs, _, _) in enumerate(places) for v in vs}
+        care_homes = [township_seat(code, t, i, n_places) for i, (t, _, _, _) in enumerate(places)]
         n_town = len(places)
         own_regions = tables.ZONE_BIRTH_REGIONS.get(code) or _birth_regions_of(code, county, units)
         n_own = len(own_regions)
@@ -497,8 +552,19 @@ def generate_residents(
                     living = "with_family"  # severe loss of ability rarely lives alone
 
             # ---- where
-            township, villages, prefix, care_home = places[_int(rnd() * n_town)]
+            t_index = _int(rnd() * n_town)
+            township, villages, prefix, care_home = places[t_index]
             village = villages[_int(rnd() * len(villages))]
+            # The home's scatter draws on its own generator: the rows' other values stay as they were.
+            if living == "institution":
+                east, north = care_homes[t_index]
+                sigma = 15.0
+            else:
+                east, north, sigma = centres[t_index, village]
+            east, north = _inside(code, east + min(max(gauss(0.0, sigma), -3 * sigma), 3 * sigma),
+                                  north + min(max(gauss(0.0, sigma), -3 * sigma), 3 * sigma))
+            home_lat = round(c_lat + north / METRES_PER_DEGREE_LAT, 6)
+            home_lon = round(c_lon + east / to_lon, 6)
             if living == "institution":
                 address = care_home
             elif village[-1] == "区":  # 社区
@@ -550,6 +616,8 @@ def generate_residents(
                 "ability_level": level,
                 "emergency_contact": contact,
                 "emergency_phone": contact_phone,
+                "home_lat": home_lat,
+                "home_lon": home_lon,
                 "status": statuses[kind],
                 "family_doctor_contract": contract,
                 "family_doctor_signed_on": signed_on,

@@ -176,3 +176,37 @@ TOWNSHIPS: dict[str, list[str]] = {
         "开州街道", "龙湖街道", "绿城街道",
     ],
 }
+
+
+# Where each county-level unit lies (WGS-84), as a disc: the centre of its territory and the radius
+# of a circle of its area (濮阳县 1,382 km², 清丰县 828, 南乐县 623, 范县 617, 台前县 454, 华龙区 317;
+# the zones as administered). An approximation for the synthetic city's homes and for sanity checks,
+# not a boundary: real homes near a county line may fall outside their county's disc.
+COUNTY_AREAS: dict[str, tuple[float, float, float]] = {
+    # code: (centre latitude, centre longitude, radius km)
+    "410928": (35.600, 115.100, 21.0),   # 濮阳县: south of the city, along the Yellow River
+    "410922": (35.895, 115.115, 16.0),   # 清丰县
+    "410923": (36.070, 115.205, 14.0),   # 南乐县
+    "410926": (35.850, 115.500, 14.0),   # 范县
+    "410927": (35.970, 115.870, 12.0),   # 台前县
+    "410902": (35.775, 115.070, 10.0),   # 华龙区: the city itself
+    "410971": (35.730, 114.985, 6.0),    # 开发区
+    "410972": (35.800, 114.950, 3.0),    # 工业园区
+    "410973": (35.700, 115.120, 4.5),    # 示范区
+}
+METRES_PER_DEGREE_LAT = 111_320.0
+
+
+def distance_from_centre_km(county_code: str, lat: float, lon: float) -> float:
+    """How far a point lies from the centre of a county's disc (equirectangular; exact enough at
+    these scales)."""
+    import math
+
+    c_lat, c_lon, _ = COUNTY_AREAS[county_code]
+    dy = (lat - c_lat) * METRES_PER_DEGREE_LAT
+    dx = (lon - c_lon) * METRES_PER_DEGREE_LAT * math.cos(math.radians(c_lat))
+    return math.hypot(dx, dy) / 1000
+
+
+def inside_county_area(county_code: str, lat: float, lon: float) -> bool:
+    return distance_from_centre_km(county_code, lat, lon) <= COUNTY_AREAS[county_code][2]

@@ -79,6 +79,8 @@ def resident_view(row: asyncpg.Record, *, reveal: bool, today: date | None = Non
         "family_doctor_signed_on": (row["family_doctor_signed_on"].isoformat()
                                     if row["family_doctor_signed_on"] else None),
         "date_of_death": row["date_of_death"].isoformat() if row["date_of_death"] else None,
+        "home_lat": row["home_lat"],
+        "home_lon": row["home_lon"],
         "version": row["version"],
         "masked": not reveal,
         "created_at": row["created_at"].isoformat(),
@@ -106,8 +108,8 @@ def snapshot(row: asyncpg.Record) -> ResidentSnapshot:
         birth_date=row["birth_date"], gender=row["gender"], township=row["township"], village=row["village"],
         living_arrangement=row["living_arrangement"], categories=list(row["categories"]),
         ability_level=row["ability_level"], status=row["status"], family_bed=row["family_bed"],
-        version=row["version"], family_doctor_contract=row["family_doctor_contract"],
-        family_doctor_signed_on=row["family_doctor_signed_on"],
+        version=row["version"], home_lat=row["home_lat"], home_lon=row["home_lon"],
+        family_doctor_contract=row["family_doctor_contract"], family_doctor_signed_on=row["family_doctor_signed_on"],
     )
 
 
@@ -192,13 +194,13 @@ async def register(conn: asyncpg.Connection, principal: Principal, fields: Resid
     row = await conn.fetchrow(
         f"""INSERT INTO residents (id, id_number, name, phone, county_code, township, village, address,
                living_arrangement, categories, ability_level, emergency_contact, emergency_phone, birth_date, gender,
-               family_doctor_contract, family_doctor_signed_on)
-            VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)
+               home_lat, home_lon, family_doctor_contract, family_doctor_signed_on)
+            VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)
             ON CONFLICT (id_number) DO NOTHING RETURNING {RESIDENT_COLUMNS}""",
         new_resident_id(), fields.id_number, fields.name, fields.phone, fields.county_code, fields.township,
         fields.village, fields.address, fields.living_arrangement, fields.categories, fields.ability_level,
         fields.emergency_contact, fields.emergency_phone, fields.birth_date, fields.gender,
-        bool(fields.family_doctor_contract), fields.family_doctor_signed_on,
+        fields.home_lat, fields.home_lon, bool(fields.family_doctor_contract), fields.family_doctor_signed_on,
     )
     if row is None:
         owner = await owner_county_of(conn, fields.id_number)
@@ -212,8 +214,8 @@ async def register(conn: asyncpg.Connection, principal: Principal, fields: Resid
 
 
 PATCHABLE = ("name", "phone", "township", "village", "address", "living_arrangement", "categories",
-             "emergency_contact", "emergency_phone", "family_bed", "family_doctor_contract",
-             "family_doctor_signed_on")
+             "emergency_contact", "emergency_phone", "family_bed", "home_lat", "home_lon",
+             "family_doctor_contract", "family_doctor_signed_on")
 FAMILY_DOCTOR = ("family_doctor_contract", "family_doctor_signed_on")
 
 
@@ -368,6 +370,9 @@ async def upsert_from_county(conn: asyncpg.Connection, fields: ResidentFields, s
             "transfer.", field="data.id_number", owner_county=existing["county_code"])
     changes = {name: getattr(fields, name) for name in PATCHABLE if name not in ("family_bed", *FAMILY_DOCTOR)}
     changes["ability_level"] = fields.ability_level
+    if fields.home_lat is None:
+        # A county platform that sends no location keeps the one the registry has.
+        del changes["home_lat"], changes["home_lon"]
     if fields.family_doctor_contract is not None:  # not sent: the recorded contract stays
         changes["family_doctor_contract"] = fields.family_doctor_contract
         if fields.family_doctor_signed_on is not None or not fields.family_doctor_contract:

@@ -35,8 +35,9 @@ import asyncpg
 
 from services.registry.ids import time_ordered_uuids
 from services.registry.domain.imports import (
-    BIRTH_DATE, CATEGORIES, CONTRACT, COUNTY, GENDER, ID, ID_NUMBER, LEVEL, LIVING, MAX_ROWS, NAME, ROW_NO,
-    SIGNED_ON, STAGED_COLUMNS, STATUS, TOWNSHIP, VILLAGE, EncodingSniffer, HeaderMap, ImportFileError, ImportsBusy,
+    BIRTH_DATE, CATEGORIES, CONTRACT, COUNTY, GENDER, HOME_LAT, HOME_LON, ID, ID_NUMBER, LEVEL, LIVING, MAX_ROWS,
+    NAME, ROW_NO, SIGNED_ON, STAGED_COLUMNS, STATUS, TOWNSHIP, VILLAGE, EncodingSniffer, HeaderMap, ImportFileError,
+    ImportsBusy,
     MAX_CSV_LINE_BYTES, RowChecker, RowError, cell_text, csv_delimiter, csv_line_too_long_message, detect_kind,
     header_warnings, id_cell_text, is_blank, looks_like_header, map_headers, missing_columns_message,
     other_county_message, too_many_rows_message,
@@ -273,14 +274,15 @@ _STAGING_DDL = (
     "CREATE TEMP TABLE import_staging (row_no integer, id uuid, id_number text, name text, phone text, "
     "county_code text, township text, village text, address text, living_arrangement text, "
     "categories text[], ability_level smallint, emergency_contact text, emergency_phone text, "
-    "birth_date date, gender text, status text, family_doctor_contract boolean, family_doctor_signed_on date) "
+    "home_lat double precision, home_lon double precision, birth_date date, gender text, status text, "
+    "family_doctor_contract boolean, family_doctor_signed_on date) "
     "ON COMMIT DROP"
 )
 # What a chunk needs to know of residents already registered under its ID numbers.
 _EXISTING = (
     "SELECT id_number, county_code, name, phone, township, village, address, living_arrangement, "
-    "categories, ability_level, emergency_contact, emergency_phone, status, family_doctor_contract, "
-    "family_doctor_signed_on FROM residents WHERE id_number = ANY($1::text[])"
+    "categories, ability_level, emergency_contact, emergency_phone, status, home_lat, home_lon, "
+    "family_doctor_contract, family_doctor_signed_on FROM residents WHERE id_number = ANY($1::text[])"
 )
 _OWNERS = "SELECT id_number, county_code FROM residents WHERE id_number = ANY($1::text[])"
 RESIDENT_COLUMNS = STAGED_COLUMNS[ID:]
@@ -292,8 +294,8 @@ _STAGED_INDEX = {name: i for i, name in enumerate(STAGED_COLUMNS)}
 
 def upsert_sql() -> str:
     """Insert new residents; update same-county residents whose record differs; leave the rest alone.
-    An empty ability level keeps the assessed one (the caller fills an empty status, and an empty
-    family-doctor contract with its date, with the current ones)."""
+    An empty ability level keeps the assessed one, an empty home location the stored one (the caller
+    fills an empty status, and an empty family-doctor contract with its date, with the current ones)."""
     old = ", ".join(f"r.{c}" for c in _COMPARED)
     new = ", ".join(f"EXCLUDED.{c}" for c in _COMPARED)
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COMPARED)
@@ -303,6 +305,7 @@ def upsert_sql() -> str:
         SELECT {columns} FROM import_staging
         ON CONFLICT (id_number) DO UPDATE SET {sets}, categories = EXCLUDED.categories,
             ability_level = COALESCE(EXCLUDED.ability_level, r.ability_level), status = EXCLUDED.status,
+            home_lat = COALESCE(EXCLUDED.home_lat, r.home_lat), home_lon = COALESCE(EXCLUDED.home_lon, r.home_lon),
             date_of_death = CASE WHEN EXCLUDED.status = 'deceased' THEN r.date_of_death END,
             family_doctor_contract = EXCLUDED.family_doctor_contract,
             family_doctor_signed_on = EXCLUDED.family_doctor_signed_on,
@@ -313,11 +316,13 @@ def upsert_sql() -> str:
             OR NOT (r.categories @> EXCLUDED.categories AND r.categories <@ EXCLUDED.categories)
             OR (EXCLUDED.ability_level IS NOT NULL
                 AND EXCLUDED.ability_level IS DISTINCT FROM r.ability_level)
+            OR (EXCLUDED.home_lat IS NOT NULL
+                AND (EXCLUDED.home_lat, EXCLUDED.home_lon) IS DISTINCT FROM (r.home_lat, r.home_lon))
             OR r.status IS DISTINCT FROM EXCLUDED.status
             OR (r.family_doctor_contract, r.family_doctor_signed_on)
                 IS DISTINCT FROM (EXCLUDED.family_doctor_contract, EXCLUDED.family_doctor_signed_on))
         RETURNING r.id, r.id_number, (r.xmax = 0) AS inserted, r.ability_level, r.status, r.family_bed,
-            r.version, r.family_doctor_contract, r.family_doctor_signed_on
+            r.version, r.home_lat, r.home_lon, r.family_doctor_contract, r.family_doctor_signed_on
     """
 
 
@@ -332,7 +337,7 @@ def resident_record(rec: tuple) -> tuple:
 
 def changed_fields(old: asyncpg.Record | dict, staged: tuple) -> list[str]:
     """The fields an import changes in an existing record, by the same rules as upsert_sql's WHERE
-    (an empty ability level or status is no change)."""
+    (an empty ability level, home location or status is no change)."""
     changed = [c for c in _COMPARED if old[c] != staged[_STAGED_INDEX[c]]]
     if set(old["categories"] or ()) != set(staged[CATEGORIES]):
         changed.append("categories")
@@ -344,6 +349,8 @@ def changed_fields(old: asyncpg.Record | dict, staged: tuple) -> list[str]:
         contract, signed_on = family_doctor_kept(staged, old)
         changed += [c for c, new in (("family_doctor_contract", contract), ("family_doctor_signed_on", signed_on))
                     if old[c] != new]
+    if staged[HOME_LAT] is not None:
+        changed += [f for f, i in (("home_lat", HOME_LAT), ("home_lon", HOME_LON)) if staged[i] != old[f]]
     return sorted(changed)
 
 
@@ -389,18 +396,20 @@ _DATA = {REGISTERED: fields_of(ResidentRegistered), UPDATED: fields_of(ResidentU
 
 def event_payload(event_type: str, event_id: str, resident_id: str, staged: tuple, *, ability_level,
                   status: str, family_bed: bool, version: int, time: str, traceparent: str | None,
-                  changed: list[str] | None = None,
+                  changed: list[str] | None = None, home: tuple | None = None,
                   family_doctor: tuple[bool, date | None] | None = None) -> bytes:
     """A registered/updated CloudEvent as JSON: what `make_event(...).to_json()` gives for
     `ResidentRegistered`/`ResidentUpdated`, without building the models (the rows are checked).
+    `home`: the stored location after an update (an import without one keeps it), else the row's;
     `family_doctor` is the stored contract and date (by default the staged ones)."""
+    home_lat, home_lon = home if home is not None else (staged[HOME_LAT], staged[HOME_LON])
     contract, signed_on = family_doctor or (bool(staged[CONTRACT]), staged[SIGNED_ON])
     resident = _RESIDENT(
         resident_id=resident_id, county_code=staged[COUNTY], name=staged[NAME], birth_date=staged[BIRTH_DATE],
         gender=staged[GENDER], township=staged[TOWNSHIP], village=staged[VILLAGE],
         living_arrangement=staged[LIVING], categories=staged[CATEGORIES], ability_level=ability_level,
-        status=status, family_bed=family_bed, version=version, family_doctor_contract=contract,
-        family_doctor_signed_on=signed_on)
+        status=status, family_bed=family_bed, version=version, home_lat=home_lat, home_lon=home_lon,
+        family_doctor_contract=contract, family_doctor_signed_on=signed_on)
     data = _DATA[event_type](resident=resident) if changed is None else \
         _DATA[event_type](resident=resident, changed=changed)
     return fast_event_json(id=event_id, source=SOURCE, type=event_type, subject=resident_id, time=time,
@@ -422,15 +431,16 @@ def copy_text(records: list[tuple]) -> bytes:
     character COPY must escape; every other value is a code, a number or a date the checks produced."""
     lines = []
     for (_, rid, idn, name, phone, county, township, village, address, living, categories, level, contact,
-         emergency_phone, birth, gender, status, contract, signed_on) in records:
+         emergency_phone, home_lat, home_lon, birth, gender, status, contract, signed_on) in records:
         if _COPY_SPECIAL.search(f"{name}{township}{village}{address}{contact}"):
             name, township, village = _copy_escape(name), _copy_escape(township), _copy_escape(village)
             address, contact = _copy_escape(address), _copy_escape(contact)
         lines.append("\t".join((
             rid, idn, name, phone or _NULL, county, township, village, address or _NULL, living,
             "{" + ",".join(categories) + "}", _NULL if level is None else str(level), contact or _NULL,
-            emergency_phone or _NULL, birth.isoformat(), gender, status or "active", "t" if contract else "f",
-            _NULL if signed_on is None else signed_on.isoformat())))
+            emergency_phone or _NULL, _NULL if home_lat is None else repr(home_lat),
+            _NULL if home_lon is None else repr(home_lon), birth.isoformat(), gender, status or "active",
+            "t" if contract else "f", _NULL if signed_on is None else signed_on.isoformat())))
     lines.append("")
     return "\n".join(lines).encode()
 
@@ -581,7 +591,8 @@ async def _upsert(conn: asyncpg.Connection, rows: list[tuple], old_by_number: di
         outbox.append((event_id, TOPIC, rid, event_payload(
             event_type, event_id, rid, rec, ability_level=row["ability_level"], status=row["status"],
             family_bed=row["family_bed"], version=row["version"], time=stamp, traceparent=traceparent,
-            changed=changed, family_doctor=(row["family_doctor_contract"], row["family_doctor_signed_on"])), None))
+            changed=changed, home=(row["home_lat"], row["home_lon"]),
+            family_doctor=(row["family_doctor_contract"], row["family_doctor_signed_on"])), None))
     if by_number:
         # Not inserted, not updated: the same record, or (a race) a number another county now holds.
         for owner in await conn.fetch(_OWNERS, list(by_number)):

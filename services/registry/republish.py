@@ -48,8 +48,8 @@ def snapshot_payload(row, job_id: str, event_id: str, time: str, traceparent: st
         gender=row["gender"], township=row["township"], village=row["village"],
         living_arrangement=row["living_arrangement"], categories=row["categories"],
         ability_level=row["ability_level"], status=row["status"], family_bed=row["family_bed"],
-        version=row["version"], family_doctor_contract=row["family_doctor_contract"],
-        family_doctor_signed_on=row["family_doctor_signed_on"])
+        version=row["version"], home_lat=row["home_lat"], home_lon=row["home_lon"],
+        family_doctor_contract=row["family_doctor_contract"], family_doctor_signed_on=row["family_doctor_signed_on"])
     return fast_event_json(id=event_id, source=SOURCE, type=SNAPSHOT_TYPE, subject=rid, time=time,
                            data=_DATA(resident=resident, job_id=job_id), countycode=row["county_code"],
                            traceparent=traceparent)

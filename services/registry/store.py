@@ -45,6 +45,8 @@ class Resident(SQLModel, table=True):
     version: int = 1
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    home_lat: float | None = None  # WGS-84, both or neither (migration 0009b)
+    home_lon: float | None = None
 
 
 class ImportJob(SQLModel, table=True):
@@ -88,7 +90,7 @@ class AuditEntry(SQLModel, table=True):
 RESIDENT_COLUMNS = (
     "id, id_number, name, phone, county_code, township, village, address, living_arrangement, categories, "
     "ability_level, emergency_contact, emergency_phone, birth_date, gender, status, family_bed, date_of_death, "
-    "version, created_at, updated_at, family_doctor_contract, family_doctor_signed_on"
+    "version, created_at, updated_at, home_lat, home_lon, family_doctor_contract, family_doctor_signed_on"
 )
 
 

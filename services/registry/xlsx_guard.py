@@ -39,10 +39,10 @@ _RATIO_FROM_BYTES = 8 << 20
 
 _DIMENSION = re.compile(rb'<(?:[\w.-]+:)?dimension\s[^>]*?ref\s*=\s*["\']([A-Za-z]{1,4})?(\d+)?'
                         rb'(?::([A-Za-z]{1,4})(\d+))?')
-# The references that can push a range beyond the bounds: a column of three letters, of two, from P
-# to Z, or a row of seven digits and more (16 columns of MAX_SHEET_ROWS are within MAX_SHEET_CELLS).
-# A sheet of the template (A to O, < 1M rows) has none.
-_RARE_REF = re.compile(rb'<c r="(?:([A-Za-z]{2,3}|[P-Zp-z])([0-9]+)|[A-Za-z]([0-9]{7,}))')
+# The references that can push a range beyond the bounds: a column of three letters, of two, from R
+# to Z, or a row of seven digits and more (17 columns of MAX_SHEET_ROWS are within MAX_SHEET_CELLS).
+# A sheet of the template (A to Q, < 1M rows) has none.
+_RARE_REF = re.compile(rb'<c r="(?:([A-Za-z]{2,3}|[R-Zr-z])([0-9]+)|[A-Za-z]([0-9]{7,}))')
 _ROWS_6 = re.compile(rb'<c r="[A-Za-z]{1,3}([0-9]{6})"')
 # Cells written any other way (no attribute, a tab or line break after the name, a namespace prefix).
 _ODD_CELL = re.compile(rb'<c[\t\r\n/>]')
@@ -140,7 +140,7 @@ def _check_part(name: str, blocks: Iterator[bytes], again) -> None:
         rows, columns = _exact_extent(again())
     else:
         rows, columns = scan.rows, scan.columns
-        if columns > 16 and rows <= MAX_SHEET_ROWS:
+        if columns > 17 and rows <= MAX_SHEET_ROWS:
             # Only a wide sheet can exceed the cell budget below a million rows: then its six-digit
             # rows count too (a second pass, for wide sheets only).
             rows = max(rows, _six_digit_rows(again()))

@@ -140,6 +140,10 @@ class ResidentUpserted(_Data):
     ability_level: int | None = Field(None, ge=0, le=4)
     emergency_contact: str | None = Field(None, max_length=50)
     emergency_phone: str | None = Field(None, max_length=20)
+    # The home's location (WGS-84 decimal degrees), both or neither; left out, the registry keeps
+    # the one it has.
+    home_lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
+    home_lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
     # The family-doctor contract (家庭医生签约) and the day it was signed; left out, the registry
     # keeps what it has recorded.
     family_doctor_contract: bool | None = None

@@ -39,8 +39,8 @@ def row(**over) -> list[str]:
     values = {"name": "王秀英", "id_number": GOOD_ID, "phone": "13812345678", "county_code": "410928",
               "township": "城关镇", "village": "东街社区", "address": "", "living_arrangement": "独居",
               "categories": "低保;重残", "ability_level": "1", "emergency_contact": "李建国",
-              "emergency_phone": "13987654321", "status": "", "family_doctor_contract": "",
-              "family_doctor_signed_on": ""}
+              "emergency_phone": "13987654321", "home_lat": "", "home_lon": "", "status": "",
+              "family_doctor_contract": "", "family_doctor_signed_on": ""}
     values.update(over)
     return [values[h] for h in ENGLISH]
 
@@ -219,12 +219,13 @@ def test_columns_in_any_order_and_missing_optional_ones_are_fine():
 def _normalised(fields) -> tuple:
     return (fields.id_number, fields.name, fields.phone, fields.county_code, fields.township, fields.village,
             fields.address, fields.living_arrangement, fields.categories, fields.ability_level,
-            fields.emergency_contact, fields.emergency_phone, fields.birth_date, fields.gender)
+            fields.emergency_contact, fields.emergency_phone, fields.home_lat, fields.home_lon, fields.birth_date,
+            fields.gender)
 
 
 def _mutations(rng: random.Random, cells: list[str]) -> list[str]:
     cells = list(cells)
-    i = rng.randrange(12)
+    i = rng.randrange(14)  # the record's columns, the home location included
     choice = rng.random()
     if choice < 0.1:
         # Typed with a Chinese input method: full-width digits, a lower-case x (valid, slow path).
@@ -259,7 +260,7 @@ def test_the_fast_path_agrees_with_validate_resident_on_good_and_mangled_rows():
             assert staged is None, cells
             assert {e[1] for e in check.errors[before:]} == {p.field for p in problems} or "4.1" in cells[1]
         elif staged is not None:  # may still be rejected by a file rule (a repeated ID number)
-            assert staged[ID_NUMBER:ID_NUMBER + 14] == _normalised(expected), cells
+            assert staged[ID_NUMBER:ID_NUMBER + 16] == _normalised(expected), cells
 
 
 # ---------------------------------------------------------------- writing
@@ -301,9 +302,11 @@ def test_updated_events_carry_the_changed_fields():
 def test_copy_text_escapes_what_copy_would_misread():
     staged = checker().check(2, row(name="王\\秀英", address="东街\t3号"))
     line = copy_text([staged]).decode().rstrip("\n").split("\t")
-    assert len(line) == 18 and line[-2:] == ["f", "\\N"]
+    assert len(line) == 20 and line[-2:] == ["f", "\\N"]
     assert line[2] == "王\\\\秀英" and line[7] == "东街\\t3号"
-    assert line[9] == "{minimum_allowance,severe_disability}" and line[13] == "1945-03-15"
+    assert line[9] == "{minimum_allowance,severe_disability}" and line[13:16] == ["\\N", "\\N", "1945-03-15"]
+    located = copy_text([checker().check(2, row(home_lat="35.7621", home_lon="115.03"))]).decode().split("\t")
+    assert located[13:15] == ["35.7621", "115.03"]
 
 
 def test_the_upsert_never_crosses_counties():
@@ -338,3 +341,62 @@ def test_the_csv_line_bound_finds_any_line_beyond_the_limit_across_blocks():
     assert _line_run(b"a\n" + b"b" * (limit + 1) + b"\nc", 0, limit) is None
     assert _line_run(b"x" * 10 + b"\n", limit - 10, limit) == 0 and _line_run(b"x" * 11 + b"\n", limit - 10, limit) is None
     assert _line_run((b"y" * 99 + b"\n") * 1000, 0, limit) == 0
+
+
+# ---------------------------------------------------------------- home location
+
+
+def test_a_home_location_is_staged_as_decimal_degrees_rounded_to_six_places():
+    staged = checker().check(2, row(home_lat=" 35.76213579 ", home_lon="115.0300"))
+    record = dict(zip(STAGED_COLUMNS, staged))
+    assert (record["home_lat"], record["home_lon"]) == (35.762136, 115.03)
+    assert dict(zip(STAGED_COLUMNS, checker().check(3, row())))["home_lat"] is None
+
+
+@pytest.mark.parametrize("lat,lon,field", [
+    ("35.76", "", "home_lon"), ("", "115.03", "home_lat"), ("95", "115.03", "home_lat"),
+    ("35.76", "东经115度", "home_lon"), ("nan", "115.03", "home_lat"), ("35.76", "-181", "home_lon"),
+])
+def test_a_half_or_impossible_home_location_is_refused_naming_the_column_chinese_first(lat, lon, field):
+    [(row_no, column, value, message)] = _errors(row(home_lat=lat, home_lon=lon))
+    assert row_no == 7 and column == field
+    assert message.startswith(FIELD_LABELS_ZH[field]) and "WGS-84" in message and " / " in message
+
+
+def test_the_template_names_the_location_columns_in_both_languages():
+    assert FIELD_LABELS_ZH["home_lat"] == "住址纬度" and FIELD_LABELS_ZH["home_lon"] == "住址经度"
+    for header, field in (("住址纬度", "home_lat"), ("住址经度(WGS-84)", "home_lon"), ("home_lat", "home_lat"),
+                          ("Home Lon", "home_lon"), ("纬度", "home_lat"), ("longitude", "home_lon")):
+        assert field_of_header(header) == field
+    zh = [FIELD_LABELS_ZH[h] for h in ENGLISH]
+    staged = checker(zh).check(2, row(home_lat="35.7621", home_lon="115.03"))
+    assert staged is not None and staged[STAGED_COLUMNS.index("home_lon")] == 115.03
+
+
+def test_an_import_without_a_location_changes_none_and_one_with_a_new_location_changes_both():
+    old = {"name": "王秀英", "phone": "13812345678", "township": "城关镇", "village": "东街社区",
+           "address": None, "living_arrangement": "alone",
+           "categories": ["severe_disability", "minimum_allowance"], "ability_level": 1,
+           "emergency_contact": "李建国", "emergency_phone": "13987654321", "status": "active",
+           "home_lat": 35.7621, "home_lon": 115.03}
+    assert changed_fields(old, checker().check(2, row())) == []
+    assert changed_fields(old, checker().check(2, row(home_lat="35.7621", home_lon="115.03"))) == []
+    assert changed_fields(old, checker().check(2, row(home_lat="35.7625", home_lon="115.0301"))) == [
+        "home_lat", "home_lon"]
+
+
+def test_events_carry_the_home_location_and_leave_it_out_when_unknown():
+    staged = checker().check(2, row(home_lat="35.7621", home_lon="115.03"))
+    payload = event_payload(REGISTERED, str(uuid.uuid4()), staged[ID], staged, ability_level=1, status="active",
+                            family_bed=False, version=1, time="2026-11-25T08:00:00Z", traceparent=None)
+    data = parse_data(CloudEvent.from_json(payload))
+    assert (data.resident.home_lat, data.resident.home_lon) == (35.7621, 115.03)
+    unknown = checker().check(3, row())
+    payload = event_payload(REGISTERED, str(uuid.uuid4()), unknown[ID], unknown, ability_level=1, status="active",
+                            family_bed=False, version=1, time="2026-11-25T08:00:00Z", traceparent=None)
+    assert b"home_lat" not in payload
+    # After an update the stored location is the one the event carries.
+    kept = event_payload(UPDATED, str(uuid.uuid4()), unknown[ID], unknown, ability_level=1, status="active",
+                         family_bed=False, version=2, time="2026-11-25T08:00:00Z", traceparent=None, changed=[],
+                         home=(35.5, 115.1))
+    assert parse_data(CloudEvent.from_json(kept)).resident.home_lat == 35.5

@@ -64,9 +64,11 @@ def test_the_fast_snapshot_payload_is_what_the_event_model_gives():
     base = {"id": uuid.uuid4(), "county_code": "410928", "name": "王秀英", "birth_date": date(1941, 3, 15),
             "gender": "female", "township": "城关镇", "village": "东街社区", "living_arrangement": "alone",
             "categories": ["dementia", "low_income"], "ability_level": 2, "status": "active", "family_bed": True,
-            "version": 3, "family_doctor_contract": False, "family_doctor_signed_on": None}
+            "version": 3, "home_lat": 35.709512, "home_lon": 115.030641, "family_doctor_contract": False,
+            "family_doctor_signed_on": None}
     signed = {**base, "family_doctor_contract": True, "family_doctor_signed_on": date(2025, 6, 1)}
-    for row in (base, {**base, "ability_level": None, "categories": [], "status": "deceased", "family_bed": False},
+    for row in (base, {**base, "ability_level": None, "categories": [], "status": "deceased", "family_bed": False,
+                       "home_lat": None, "home_lon": None},
                 signed, {**signed, "family_doctor_signed_on": None}):
         event_id = snapshot_event_id(job, str(row["id"]), row["version"])
         trace = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"

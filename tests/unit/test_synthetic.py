@@ -77,9 +77,68 @@ def test_rows_have_the_template_fields_in_spec_order(rows):
     assert CSV_HEADERS == (
         "name", "id_number", "phone", "county_code", "township", "village", "address",
         "living_arrangement", "categories", "ability_level", "emergency_contact", "emergency_phone",
-        "status", "family_doctor_contract", "family_doctor_signed_on",
+        "home_lat", "home_lon", "status", "family_doctor_contract", "family_doctor_signed_on",
     )
     assert all(tuple(r) == CSV_HEADERS for r in rows)
+    from services.registry.domain.imports import IMPORT_FIELDS
+
+    assert CSV_HEADERS == IMPORT_FIELDS  # the importer's fast path reads the template's own order
+
+
+def test_every_home_lies_inside_its_county_near_its_village(rows):
+    import math
+    from collections import defaultdict
+
+    from shared.regions import COUNTY_AREAS, inside_county_area
+
+    by_village = defaultdict(list)
+    for r in rows:
+        assert inside_county_area(r["county_code"], r["home_lat"], r["home_lon"]), r
+        assert r["home_lat"] == round(r["home_lat"], 6)
+        if r["living_arrangement"] != "institution":
+            by_village[r["county_code"], r["township"], r["village"]].append((r["home_lat"], r["home_lon"]))
+
+    def metres(a, b) -> float:
+        return math.hypot((a[0] - b[0]) * 111_320, (a[1] - b[1]) * 111_320 * math.cos(math.radians(a[0])))
+
+    spreads, gaps = [], []
+    centres = {}
+    for key, homes in by_village.items():
+        centre = (sum(h[0] for h in homes) / len(homes), sum(h[1] for h in homes) / len(homes))
+        centres[key] = centre
+        spreads += [metres(h, centre) for h in homes]
+        # No two residents share one exact spot (each has a house of their own).
+        assert len(set(homes)) == len(homes)
+    spreads.sort()
+    # A village's houses lie within a few hundred metres of each other ...
+    assert 50 < spreads[len(spreads) // 2] < 250 and spreads[-1] < 700
+    # ... and villages of one township are apart, a county's villages spread over its territory.
+    for code, (lat, lon, radius_km) in COUNTY_AREAS.items():
+        mine = [c for k, c in centres.items() if k[0] == code]
+        if len(mine) > 5:
+            farthest = max(metres(a, b) for a in mine for b in mine)
+            assert farthest > radius_km * 1000 * 0.6, code
+
+
+def test_care_home_residents_live_at_their_township_care_home(rows):
+    from collections import defaultdict
+
+    homes = defaultdict(set)
+    for r in rows:
+        if r["living_arrangement"] == "institution":
+            homes[r["county_code"], r["township"]].add((round(r["home_lat"], 3), round(r["home_lon"], 3)))
+    assert homes and all(len(spots) <= 4 for spots in homes.values())
+
+
+def test_the_home_scatter_leaves_every_other_value_as_before(rows):
+    # The homes draw on their own generator (as do the family-doctor contracts): every other value of
+    # the seeded rows is what it was before homes had a location (this digest was taken from the
+    # generator without either).
+    import hashlib
+
+    rest = [sorted((k, v) for k, v in r.items() if not k.startswith(("home_", "family_doctor_"))) for r in rows]
+    assert hashlib.sha256(repr(rest).encode()).hexdigest() == (
+        "9e2936b21a1eda24144a0cbefa767d1a190caf3d1118de9f5ecfb7b867ee2795")
 
 
 def test_same_seed_gives_identical_rows():

@@ -125,6 +125,14 @@ async def patch_resident(
                               field="If-Match")
     version = handlers.version_from_if_match(if_match, resident_id)
     changes = body.model_dump(exclude_unset=True)
+    if ("home_lat" in changes) != ("home_lon" in changes) or (
+            "home_lat" in changes and (changes["home_lat"] is None) != (changes["home_lon"] is None)):
+        missing = "home_lon" if "home_lat" in changes and changes.get("home_lon") is None else "home_lat"
+        raise InvalidRecord("home_lat and home_lon are set together (both null clears the location).",
+                            field=missing)
+    for key in ("home_lat", "home_lon"):
+        if changes.get(key) is not None:
+            changes[key] = round(changes[key], 6)
     for required in ("name", "township", "village", "living_arrangement", "family_bed", "family_doctor_contract"):
         if required in changes and changes[required] is None:
             raise InvalidRecord(f"{required} cannot be empty.", field=required)

@@ -31,6 +31,10 @@ class ResidentIn(_Strict):
     ability_level: int | None = Field(None, ge=0, le=4)
     emergency_contact: str | None = Field(None, max_length=50)
     emergency_phone: str | None = Field(None, max_length=30)
+    home_lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False,
+                                   description="the home's latitude, WGS-84 decimal degrees (with home_lon)")
+    home_lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False,
+                                   description="the home's longitude, WGS-84 decimal degrees (with home_lat)")
     family_doctor_contract: bool = Field(False, description="has a family-doctor contract (家庭医生签约)")
     family_doctor_signed_on: date | None = Field(None, description="the day it was signed; needs a contract, "
                                                                    "not in the future")
@@ -49,6 +53,9 @@ class ResidentPatch(_Strict):
     emergency_contact: str | None = Field(None, max_length=50)
     emergency_phone: str | None = Field(None, max_length=30)
     family_bed: bool | None = None
+    # Set together (both null clears the location).
+    home_lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
+    home_lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
     family_doctor_contract: bool | None = Field(None, description="false ends the contract and clears its date")
     family_doctor_signed_on: date | None = Field(None, description="needs a contract; not in the future")
 

@@ -20,7 +20,8 @@ from datetime import date, datetime, time
 
 from services.registry.domain.residents import (
     CATEGORIES, FIELD_LABELS_ZH, family_doctor_problem, normalise_ability_level, normalise_categories,
-    normalise_contract, normalise_living_arrangement, normalise_phone, normalise_signed_on, validate_resident,
+    normalise_contract, normalise_coordinate, normalise_living_arrangement, normalise_phone, normalise_signed_on,
+    validate_resident,
 )
 from shared.idcard import (
     CHECK_CHARACTERS, EARLIEST_BIRTH_YEAR, WEIGHTS, IdNumberError, mask_id_number, mask_phone,
@@ -33,11 +34,11 @@ from shared.regions import PROVINCE_CODES
 # The ceiling: one county's registry fits many times over (the largest has ~180k elders).
 MAX_ROWS = 1_000_000
 # Bounds checked before a file is loaded (a reader must never be asked for more memory than these
-# allow; see services/registry/xlsx_guard.py). A 1,000,000-row sheet of the template's 15 columns is
-# ~300 MB of XML and 13M cells; calamine holds 32 bytes a cell of the dense range (~0.5 GB here).
+# allow; see services/registry/xlsx_guard.py). A 1,000,000-row sheet of the template's 17 columns is
+# ~400 MB of XML and 17M cells; calamine holds 32 bytes a cell of the dense range (~0.55 GB here).
 MAX_SHEET_ROWS = MAX_ROWS + 100        # a few title rows above the header
-MAX_COLUMNS = 128                      # the template has 15; clerks add a few of their own
-MAX_SHEET_CELLS = 17_000_000           # rows x columns of the range a reader allocates
+MAX_COLUMNS = 128                      # the template has 17; clerks add a few of their own
+MAX_SHEET_CELLS = 18_000_000           # rows x columns of the range a reader allocates (17 x MAX_SHEET_ROWS fit)
 MAX_UNCOMPRESSED_BYTES = 1 << 30       # all parts of an XLSX together, as inflated
 MAX_RATIO = 200                        # real sheets compress 5-20x; a zip bomb 1000x and more
 MAX_ZIP_ENTRIES = 10_000
@@ -65,7 +66,12 @@ _HEADER_ALIASES: dict[str, str] = {
     "家庭医生签约情况": "family_doctor_contract", "是否签约家庭医生": "family_doctor_contract",
     "家庭医生": "family_doctor_contract", "签约时间": "family_doctor_signed_on",
     "家庭医生签约日期": "family_doctor_signed_on",
+    "纬度": "home_lat", "经度": "home_lon",
+    "lat": "home_lat", "lon": "home_lon", "latitude": "home_lat", "longitude": "home_lon",
 }
+# Where the optional status column sits in template order (after the record's fields).
+STATUS_INDEX = IMPORT_FIELDS.index("status")
+RECORD_FIELDS = IMPORT_FIELDS[:STATUS_INDEX]
 
 
 class ImportJobNotFound(DomainError):
@@ -394,6 +400,9 @@ def clerk_message(field_name: str, english: str, value: str) -> str:
             zh = f"签约日期“{text}”不是日期,请写成 2025-03-01"
     elif field_name in ("phone", "emergency_phone"):
         zh = f"{label}不是有效的电话号码:请填写 11 位手机号,或区号加座机号"
+    elif field_name in ("home_lat", "home_lon"):
+        zh = (f"{label}有误:请填写 WGS-84 十进制度数(纬度 -90 至 90,经度 -180 至 180,如 35.7621、115.0300),"
+              "住址纬度和住址经度须同时填写或同时留空")
     else:
         zh = f"{label}有误"
     return f"{zh} / {english}"
@@ -432,12 +441,12 @@ def other_county_message(masked: str, owner: str) -> str:
 STAGED_COLUMNS: tuple[str, ...] = (
     "row_no", "id", "id_number", "name", "phone", "county_code", "township", "village", "address",
     "living_arrangement", "categories", "ability_level", "emergency_contact", "emergency_phone",
-    "birth_date", "gender", "status", "family_doctor_contract", "family_doctor_signed_on",
+    "home_lat", "home_lon", "birth_date", "gender", "status", "family_doctor_contract", "family_doctor_signed_on",
 )
 ROW_NO, ID, ID_NUMBER, NAME, PHONE, COUNTY, TOWNSHIP, VILLAGE, ADDRESS, LIVING, CATEGORIES, LEVEL, CONTACT, \
-    EMERGENCY_PHONE, BIRTH_DATE, GENDER, STATUS, CONTRACT, SIGNED_ON = range(len(STAGED_COLUMNS))
-_STATUS_AT, _CONTRACT_AT, _SIGNED_AT = (IMPORT_FIELDS.index(f) for f in
-                                        ("status", "family_doctor_contract", "family_doctor_signed_on"))
+    EMERGENCY_PHONE, HOME_LAT, HOME_LON, BIRTH_DATE, GENDER, STATUS, CONTRACT, SIGNED_ON = range(len(STAGED_COLUMNS))
+# Where the optional family-doctor columns sit in template order (after status).
+_CONTRACT_AT, _SIGNED_AT = (IMPORT_FIELDS.index(f) for f in ("family_doctor_contract", "family_doctor_signed_on"))
 RowError = tuple[int, str, str, str]  # (row number, column as written, value shown, message)
 
 _DIGITS_X = frozenset("0123456789X")
@@ -553,9 +562,20 @@ class RowChecker:
             emergency_phone = _phone(emergency_phone)
             if emergency_phone is False:
                 return None
+        lat_text, lon_text = v[12].strip(), v[13].strip()
+        if lat_text or lon_text:
+            try:
+                home_lat = normalise_coordinate(lat_text, "home_lat")
+                home_lon = normalise_coordinate(lon_text, "home_lon")
+            except ValueError:
+                return None
+            if home_lat is None or home_lon is None:
+                return None
+        else:
+            home_lat = home_lon = None
         gender = "male" if idn[16] in _ODD else "female"  # GB 11643 §5.4: odd sequence = man
         return (idn, name, phone, county, township, village, address, living, categories, level,
-                contact, emergency_phone, birth[0], gender)
+                contact, emergency_phone, home_lat, home_lon, birth[0], gender)
 
     def _parse_birth(self, ymd: str) -> tuple[date, int] | None:
         try:
@@ -585,12 +605,12 @@ class RowChecker:
                 self.rejected += 1
                 return None
         status = None  # not given: a new resident is active, a registered one keeps theirs
-        if self._ix[_STATUS_AT] >= 0:
-            raw_status = v[_STATUS_AT].strip()
+        if self._ix[STATUS_INDEX] >= 0:
+            raw_status = v[STATUS_INDEX].strip()
             if raw_status:
                 status = STATUS_WORDS.get(raw_status.lower() if raw_status.isascii() else raw_status)
                 if status is None:
-                    return self._reject(row_no, "status", v[_STATUS_AT], status_message(v[_STATUS_AT]))
+                    return self._reject(row_no, "status", v[STATUS_INDEX], status_message(v[STATUS_INDEX]))
         contract = signed_on = None  # not given: none for a new resident, the recorded one kept otherwise
         raw_contract, raw_signed = v[_CONTRACT_AT], v[_SIGNED_AT]
         if raw_contract or raw_signed:
@@ -625,14 +645,14 @@ class RowChecker:
         return None
 
     def _slow(self, row_no: int, v: list[str]) -> tuple | None:
-        raw = {f: v[i] for i, f in enumerate(IMPORT_FIELDS[:_STATUS_AT])}
+        raw = {f: v[i] for i, f in enumerate(RECORD_FIELDS)}
         fields, problems = validate_resident(raw, self._known, self.today)
         if not problems:
             assert fields is not None
             return (fields.id_number, fields.name, fields.phone, fields.county_code, fields.township,
                     fields.village, fields.address, fields.living_arrangement, fields.categories,
                     fields.ability_level, fields.emergency_contact, fields.emergency_phone,
-                    fields.birth_date, fields.gender)
+                    fields.home_lat, fields.home_lon, fields.birth_date, fields.gender)
         for problem in problems:
             value = raw.get(problem.field) or ""
             if problem.field == "id_number" and _SCIENTIFIC.match(value):

@@ -3,6 +3,7 @@ validation of one record as a county clerk typed it. Pure: no I/O, unit-tested."
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -34,7 +35,7 @@ FIELD_HEADERS_ZH: dict[str, str] = {
     "name": "姓名", "id_number": "身份证号", "phone": "联系电话", "county_code": "县区代码",
     "township": "乡镇街道", "village": "村社区", "address": "详细地址", "living_arrangement": "居住状况",
     "categories": "特殊困难类别", "ability_level": "能力等级", "emergency_contact": "紧急联系人",
-    "emergency_phone": "紧急联系电话",
+    "emergency_phone": "紧急联系电话", "home_lat": "住址纬度", "home_lon": "住址经度",
 }
 # Columns after `status` in the template (optional, like it): the family-doctor contract (家庭医生签约).
 FAMILY_DOCTOR_HEADERS_ZH: dict[str, str] = {
@@ -73,6 +74,9 @@ class ResidentFields:
     ability_level: int | None = None
     emergency_contact: str | None = None
     emergency_phone: str | None = None
+    # The home's location (WGS-84 decimal degrees, both or neither), for visit verification.
+    home_lat: float | None = None
+    home_lon: float | None = None
     # None: not given (a new record has no contract; an update keeps the one recorded).
     family_doctor_contract: bool | None = None
     family_doctor_signed_on: date | None = None
@@ -81,7 +85,7 @@ class ResidentFields:
         """The stored values, for 'did anything change?' (re-importing a file changes nothing)."""
         return (self.name, self.phone, self.county_code, self.township, self.village, self.address,
                 self.living_arrangement, tuple(sorted(self.categories)), self.ability_level,
-                self.emergency_contact, self.emergency_phone)
+                self.emergency_contact, self.emergency_phone, self.home_lat, self.home_lon)
 
 
 def _text(value: object) -> str | None:
@@ -203,6 +207,26 @@ def family_doctor_problem(contract: bool | None, signed_on: date | None) -> str 
         return ("A signing date needs family_doctor_contract true" if contract is None else
                 "family_doctor_contract is false: a resident without a contract has no signing date")
     return None
+COORDINATE_RANGES = {"home_lat": (-90.0, 90.0, "latitude"), "home_lon": (-180.0, 180.0, "longitude")}
+
+
+def normalise_coordinate(value: object, field_name: str) -> float | None:
+    """A WGS-84 decimal degree (a number or its text; blank is None), rounded to 6 decimals (~0.1 m)."""
+    if value is None:
+        return None
+    lo, hi, word = COORDINATE_RANGES[field_name]
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a {word} in decimal degrees (WGS-84, e.g. 35.7621)") from None
+    if not math.isfinite(number) or not lo <= number <= hi:
+        raise ValueError(f"'{text}' is not a {word}: use decimal degrees from {lo:g} to {hi:g} (WGS-84)")
+    return round(number, 6)
 
 
 def _bounded(value: object, label: str, max_len: int, required: bool) -> str | None:
@@ -244,6 +268,12 @@ def validate_resident(raw: dict, known_counties: set[str] | frozenset[str],
     phone = take("phone", normalise_phone)
     contact = take("emergency_contact", lambda v: _bounded(v, "emergency_contact", 50, False))
     emergency_phone = take("emergency_phone", normalise_phone)
+    home_lat = take("home_lat", lambda v: normalise_coordinate(v, "home_lat"))
+    home_lon = take("home_lon", lambda v: normalise_coordinate(v, "home_lon"))
+    if (home_lat is None) != (home_lon is None) and not any(e.field.startswith("home_") for e in errors):
+        missing = "home_lon" if home_lon is None else "home_lat"
+        errors.append(FieldError(missing, f"{missing} is required with {'home_lat' if missing == 'home_lon' else 'home_lon'}: "
+                                          "a home location is given as both latitude and longitude"))
     contract = take("family_doctor_contract", normalise_contract)
     signed_on = take("family_doctor_signed_on", lambda v: normalise_signed_on(v, today))
     if not any(e.field.startswith("family_doctor") for e in errors):
@@ -257,7 +287,8 @@ def validate_resident(raw: dict, known_counties: set[str] | frozenset[str],
         name=name, id_number=facts.id_number, county_code=county, township=township, village=village,
         living_arrangement=living, birth_date=facts.birth_date, gender=facts.gender, phone=phone,
         address=address, categories=categories or [], ability_level=level, emergency_contact=contact,
-        emergency_phone=emergency_phone, family_doctor_contract=contract, family_doctor_signed_on=signed_on,
+        emergency_phone=emergency_phone, home_lat=home_lat, home_lon=home_lon,
+        family_doctor_contract=contract, family_doctor_signed_on=signed_on,
     ), []
 
 
