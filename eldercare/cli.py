@@ -176,6 +176,15 @@ def token(
         raise typer.BadParameter(f"unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}")
     if role_value == Role.COUNTY and not county:
         raise typer.BadParameter("a county token needs --county, e.g. --county 410928")
+    if role_value == Role.PROVIDER and not provider:
+        raise typer.BadParameter("a provider token needs --provider, the provider's id (GET /v1/providers)",
+                                 param_hint="--provider")
+    if role_value == Role.CAREGIVER and not caregiver:
+        raise typer.BadParameter("a caregiver token needs --caregiver, the caregiver's id (GET /v1/caregivers)",
+                                 param_hint="--caregiver")
+    for value, option, needs in ((provider, "--provider", Role.PROVIDER), (caregiver, "--caregiver", Role.CAREGIVER)):
+        if value and role_value != needs:
+            raise typer.BadParameter(f"{option} goes with --role {needs.value}", param_hint=option)
     settings = _local_settings()
     if ttl is not None and ttl <= 0:
         raise typer.BadParameter("the lifetime must be positive", param_hint="--ttl")

@@ -116,6 +116,25 @@ def test_token_is_signed_with_the_state_folder_secret_and_names_subject_and_audi
     assert jwt.decode(for_registry, secret, algorithms=["HS256"], audience="registry")["aud"] == "registry"
 
 
+def test_provider_and_caregiver_tokens_carry_their_ids_and_need_them(state_env):
+    from eldercare.secret import ensure_local_secret
+    from shared.auth import Role, decode_token
+
+    secret = ensure_local_secret(state_env)
+    settings = PlatformSettings(_env_file=None, jwt_secret=secret)
+    provider = _token("--role", "provider", "--provider", "prov-410928-1a2b3c4d", "--subject", "wang.fang")
+    assert provider.exit_code == 0, provider.output
+    principal = decode_token(settings, provider.output.strip())
+    assert (principal.role, principal.provider_id, principal.subject) == (
+        Role.PROVIDER, "prov-410928-1a2b3c4d", "wang.fang")
+    caregiver = _token("--role", "caregiver", "--caregiver", "cg-410928-5e6f7a8b", "--subject", "li.xiulan")
+    assert decode_token(settings, caregiver.output.strip()).caregiver_id == "cg-410928-5e6f7a8b"
+    for args, option in ((["--role", "provider"], "--provider"), (["--role", "caregiver"], "--caregiver"),
+                         (["--role", "county", "--county", "410928", "--provider", "p1"], "--provider")):
+        refused = _token(*args, "--subject", "someone")
+        assert refused.exit_code == 2 and option in refused.output, refused.output
+
+
 def test_token_refuses_a_lifetime_beyond_the_maximum(state_env, monkeypatch):
     from eldercare.secret import ensure_local_secret
 
