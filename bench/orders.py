@@ -34,7 +34,7 @@ console = Console()
 CATEGORIES = ["extreme_poverty_dispersed", "minimum_allowance", "low_income", "severe_disability", "dementia"]
 
 
-async def setup(url: str, residents: int) -> tuple[list[tuple[str, str]], dict[str, str]]:
+async def setup(url: str, residents: int, providers: bool = True) -> tuple[list[tuple[str, str]], dict[str, str]]:
     await asyncio.to_thread(upgrade, "orders", url)
     conn = await connect(url, "orders")
     try:
@@ -56,17 +56,17 @@ async def setup(url: str, residents: int) -> tuple[list[tuple[str, str]], dict[s
             "resident_id", "county_code", "name", "birth_date", "township", "village", "living_arrangement",
             "categories", "ability_level", "status", "family_bed", "home_lat", "home_lon", "date_of_death",
             "version"))
-        providers = {}
-        for county in counties:
+        offered: dict[str, str] = {}
+        for county in counties if providers else []:
             pid = f"prov-{county}-bench"
-            providers[county] = pid
+            offered[county] = pid
             await conn.execute("INSERT INTO providers (id, name, provider_type, county_code) VALUES ($1,$2,$3,$4)",
                                pid, "综合养老服务中心", "street_centre", county)
             await conn.executemany(
                 "INSERT INTO provider_items (provider_id, service_code, price_fen, daily_capacity) VALUES ($1,$2,$3,$4)",
                 [(pid, m.code, m.base_price_fen, 10_000_000) for m in load_menu()])
         await conn.execute("ANALYZE")
-        return [(str(r[0]), r[1]) for r in rows], providers
+        return [(str(r[0]), r[1]) for r in rows], offered
     finally:
         await conn.close()
 
@@ -193,6 +193,22 @@ async def bench_orders(url: str, bootstrap: str, residents: int, rate: float, se
     return {"placed": placed, "raw_inserts_per_s": round(raw), "checks": checks}
 
 
-def main(residents: int = 20_000, rate: float = 1000, seconds: float = 10) -> dict:
+def main(residents: int = 20_000, rate: float = 1000, seconds: float = 10, part: str = "place",
+         orders: int = 100_000, workers: int = 8, raw_sample: int = 20_000) -> dict:
+    """`part`: place (orders/s through a real orders process), lifecycle (N orders through their
+    whole lifecycle, reconciled: bench/orders_lifecycle.py) or all."""
+    from bench.common import fresh_database
+
+    if part not in ("place", "lifecycle", "all"):
+        raise ValueError("part is place, lifecycle or all")
+    results: dict = {}
     with bench_infrastructure() as (url, bootstrap):
-        return asyncio.run(bench_orders(url, bootstrap, residents, rate, seconds))
+        if part in ("place", "all"):
+            results["place"] = asyncio.run(bench_orders(url, bootstrap, residents, rate, seconds))
+        if part in ("lifecycle", "all"):
+            from bench.orders_lifecycle import bench_lifecycle
+
+            if part == "all":
+                fresh_database(url)
+            results["lifecycle"] = asyncio.run(bench_lifecycle(url, orders, residents, workers, raw_sample))
+    return results

@@ -311,12 +311,30 @@ def bench_orders(
     residents: Annotated[int, typer.Option(help="residents in the orders projection")] = 20_000,
     rate: Annotated[float, typer.Option(help="orders/s offered (open loop)")] = 1000,
     seconds: Annotated[float, typer.Option(help="duration of the measurement")] = 10,
+    part: Annotated[str, typer.Option(
+        help="place (orders/s through a real orders process), lifecycle (N orders placed, accepted, "
+             "assigned, visited, confirmed, settled, then reconciled to the fen) or all")] = "place",
+    orders: Annotated[int, typer.Option(help="lifecycle: orders driven through their lifecycle")] = 100_000,
+    workers: Annotated[int, typer.Option(help="lifecycle: concurrent callers (one connection each)")] = 8,
+    raw_sample: Annotated[int, typer.Option(help="lifecycle: orders the raw asyncpg limit is measured on")] = 20_000,
 ) -> None:
     """Orders placed/s and latency through a real orders process, against raw asyncpg inserts of the
-    same rows in the same run; then the splits and budgets reconciled."""
+    same rows in the same run; then the splits and budgets reconciled. `--part lifecycle`: orders
+    through their whole lifecycle, the statements reconciled with the orders and budgets."""
+    import json
+
     from bench.orders import main
 
-    main(residents=residents, rate=rate, seconds=seconds)
+    if part not in ("place", "lifecycle", "all"):
+        raise typer.BadParameter("place, lifecycle or all", param_hint="--part")
+    result = main(residents=residents, rate=rate, seconds=seconds, part=part, orders=orders, workers=workers,
+                  raw_sample=raw_sample)
+    lifecycle = result.get("lifecycle")
+    if lifecycle is not None:
+        typer.echo(json.dumps(lifecycle, ensure_ascii=False, default=str))
+        if not lifecycle["checks"]["reconciled"]:
+            typer.echo("the lifecycle run did NOT reconcile", err=True)
+            raise typer.Exit(1)
 
 
 @bench_app.command("registry")

@@ -364,16 +364,20 @@ def policy_view(r) -> dict:
             "created_at": r["created_at"].isoformat()}
 
 
-# Policy versions are never updated (a change is a new version), so a parsed one is kept; the key
-# includes the row id so two databases served by one process cannot mix theirs up.
-_POLICIES: dict[tuple[str, str, str], PolicyVersion] = {}
+# Policy versions are never updated (a change is a new version), so a parsed one is kept. The key
+# (scope, version, row id, creation time) keeps two databases served by one process apart: a fresh
+# database's first county override has the same scope, version and id as another's (found when
+# the lifecycle benchmark and the orders tests ran in one process).
+_POLICIES: dict[tuple[str, ...], PolicyVersion] = {}
 
 
 async def cached_policy_versions(conn: asyncpg.Connection, keys: list[list[str]]) -> list[PolicyVersion]:
     missing = [k for k in map(tuple, keys) if k not in _POLICIES]
     if missing:
-        for r in await conn.fetch("SELECT * FROM policies WHERE id = ANY($1::bigint[])", [int(k[2]) for k in missing]):
-            _POLICIES[(r["scope"], str(r["version"]), str(r["id"]))] = policy_version(r)
+        rows = {str(r["id"]): r for r in await conn.fetch("SELECT * FROM policies WHERE id = ANY($1::bigint[])",
+                                                          [int(k[2]) for k in missing])}
+        for k in missing:
+            _POLICIES[k] = policy_version(rows[k[2]])
     return [_POLICIES[tuple(k)] for k in keys]
 
 
@@ -583,7 +587,8 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
         """SELECT r.*, to_jsonb(p) AS provider,
                   (SELECT jsonb_object_agg(i.service_code, jsonb_build_array(i.price_fen, i.daily_capacity))
                    FROM provider_items i WHERE i.provider_id = $2) AS offers,
-                  (SELECT array_agg(ARRAY[v.scope, v.version::text, v.id::text] ORDER BY v.scope, v.version)
+                  (SELECT array_agg(ARRAY[v.scope, v.version::text, v.id::text, v.created_at::text]
+                                    ORDER BY v.scope, v.version)
                    FROM policies v WHERE v.scope IN ('city', r.county_code)) AS policies,
                   (SELECT jsonb_object_agg(b.source, b.spent_fen) FROM budget_spend b
                    WHERE b.county_code = r.county_code AND b.month = $3) AS spent
@@ -647,7 +652,8 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
                       "unit_price_fen": offer["price_fen"], "price_fen": quantity * offer["price_fen"],
                       "qualification": item.qualification})
         minutes += quantity * item.minutes_per_unit
-    for i, line in enumerate(lines):
+    # Row locks in one order everywhere (LOCK ORDER below): capacity rows by service code.
+    for i, line in sorted(enumerate(lines), key=lambda pair: pair[1].service_code):
         capacity = offers[line.service_code]["daily_capacity"]
         booked = None
         if line.quantity <= capacity:
@@ -708,9 +714,13 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
         "items": [{"service_code": i["service_code"], "quantity": i["quantity"], "unit_price_fen": i["unit_price_fen"]}
                   for i in items],
         "funding": {f"{s}_fen": split.totals[s] for s in SOURCES}, "policy_ref": policy.ref})])
-    spent_now = {s: f for s, f in split.spent.items() if f}
+    spent_now = {s: f for s, f in sorted(split.spent.items()) if f}
     if spent_now:
-        # Last, so the row lock is held only for the commit; never beyond the budget.
+        # Last, so the row lock is held only for the commit; never beyond the budget. The rows are
+        # locked in source order first: an UPDATE ... FROM locks in whatever order its join meets
+        # them, and two orders locking a county's sources in different orders deadlock.
+        if len(spent_now) > 1 and not lock_budgets:
+            await lock_budget_rows(conn, resident.county_code, month, list(spent_now))
         updated = await conn.fetch(
             "UPDATE budget_spend b SET spent_fen = b.spent_fen + t.f "
             "FROM unnest($3::text[], $4::bigint[], $5::bigint[]) AS t(s, f, budget) "
@@ -722,26 +732,42 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
     return row, resident
 
 
+# LOCK ORDER. Placing an order and ending one write the same shared rows: the provider's capacity
+# (provider_load), the resident's caps (entitlement_usage), the county's budgets (budget_spend).
+# Every transaction takes them in that order, and within a table in key order (service code,
+# benefit code, source), so two of them never wait for each other (found by
+# `eldercare bench orders --part lifecycle`: 8 callers deadlocked within a thousand orders).
+
+
+async def lock_budget_rows(conn: asyncpg.Connection, county: str, month: str, sources: list[str]) -> None:
+    await conn.execute("SELECT 1 FROM budget_spend WHERE county_code = $1 AND month = $2 AND source = ANY($3::text[]) "
+                       "ORDER BY source FOR UPDATE", county, month, sources)
+
+
 async def release(conn: asyncpg.Connection, row) -> None:
-    """Give back what an order reserved when it ends without a visit: the county's budget, the
-    resident's caps and the provider's capacity."""
-    spent = {s: row[f"{s}_fen"] for s in PUBLIC_SOURCES if row[f"{s}_fen"]}
-    if spent:
+    """Give back what an order reserved when it ends without a visit: the provider's capacity, the
+    resident's caps and the county's budget (in the LOCK ORDER)."""
+    items = sorted((i["service_code"], i["quantity"]) for i in row["items"])
+    for code, quantity in items:
         await conn.execute(
-            "UPDATE budget_spend b SET spent_fen = b.spent_fen - t.f FROM unnest($3::text[], $4::bigint[]) AS t(s, f) "
-            "WHERE b.county_code = $1 AND b.month = $2 AND b.source = t.s",
-            row["county_code"], row["month"], list(spent), list(spent.values()))
-    use = row["entitlement_use"] or {}
+            "UPDATE provider_load SET booked = booked - $4 WHERE provider_id = $1 AND day = $2 AND service_code = $3",
+            row["provider_id"], row["service_day"], code, quantity)
+    use = dict(sorted((row["entitlement_use"] or {}).items()))
     if use:
+        await conn.execute(
+            "SELECT 1 FROM entitlement_usage WHERE resident_id = $1 AND month = $2 AND benefit_code = ANY($3::text[]) "
+            "ORDER BY benefit_code FOR UPDATE", row["resident_id"], row["month"], list(use))
         await conn.execute(
             "UPDATE entitlement_usage u SET used_fen = u.used_fen - t.f FROM unnest($3::text[], $4::bigint[]) AS t(b, f) "
             "WHERE u.resident_id = $1 AND u.month = $2 AND u.benefit_code = t.b",
             row["resident_id"], row["month"], list(use), [int(v) for v in use.values()])
-    await conn.execute(
-        "UPDATE provider_load l SET booked = l.booked - t.q FROM unnest($3::text[], $4::int[]) AS t(s, q) "
-        "WHERE l.provider_id = $1 AND l.day = $2 AND l.service_code = t.s",
-        row["provider_id"], row["service_day"], [i["service_code"] for i in row["items"]],
-        [i["quantity"] for i in row["items"]])
+    spent = {s: row[f"{s}_fen"] for s in sorted(PUBLIC_SOURCES) if row[f"{s}_fen"]}
+    if spent:
+        await lock_budget_rows(conn, row["county_code"], row["month"], list(spent))
+        await conn.execute(
+            "UPDATE budget_spend b SET spent_fen = b.spent_fen - t.f FROM unnest($3::text[], $4::bigint[]) AS t(s, f) "
+            "WHERE b.county_code = $1 AND b.month = $2 AND b.source = t.s",
+            row["county_code"], row["month"], list(spent), list(spent.values()))
 
 
 # Who may take each step (scope is checked as well: a provider its own orders, a county its own).
