@@ -10,8 +10,12 @@ from datetime import datetime, timezone
 import asyncpg
 from pydantic import BaseModel
 
-from services.reporting.domain.folding import ResidentState, accumulate, apply_event, with_city
+from services.reporting import service_store
+from services.reporting.domain.folding import CITY, ResidentState, accumulate, apply_event, with_city
+from services.reporting.domain.services import apply_alert_event, apply_order_event
+from shared.events.alerts import ALERT_EVENTS
 from shared.events.envelope import CloudEvent
+from shared.events.orders import ORDER_EVENTS
 from shared.messaging.consumer import Unprocessable
 from shared.regions import load_counties
 
@@ -24,7 +28,9 @@ TRAINING = "eldercare.county.training.recorded.v1"
 INGEST_TYPES = frozenset({FACILITY, TRAINING, "eldercare.county.device.sos.v1", "eldercare.county.device.fall.v1",
                           "eldercare.county.device.vitals.v1", "eldercare.county.device.activity.v1",
                           "eldercare.county.visit.logged.v1", "eldercare.county.family_bed.established.v1"})
-FOLDED_TYPES = RESIDENT_TYPES | INGEST_TYPES
+ORDER_TYPES = frozenset(ORDER_EVENTS)
+ALERT_TYPES = frozenset(ALERT_EVENTS)
+FOLDED_TYPES = RESIDENT_TYPES | INGEST_TYPES | ORDER_TYPES | ALERT_TYPES
 # Whole snapshots with a version: applying one the projection already holds (same or newer
 # version) changes nothing, so these need no inbox row to be idempotent.
 VERSIONED_TYPES = frozenset({"eldercare.resident.registered.v1", "eldercare.resident.updated.v1",
@@ -39,9 +45,12 @@ class Delta:
     counts: list[dict] = field(default_factory=list)
     facilities: list[dict] = field(default_factory=list)
     training: list[dict] = field(default_factory=list)
+    # The order and alert figures of each scope a batch touched: {"county", "orders", "alerts"}.
+    services: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"seq": self.seq, "counts": self.counts, "facilities": self.facilities, "training": self.training}
+        return {"seq": self.seq, "counts": self.counts, "facilities": self.facilities, "training": self.training,
+                "services": self.services}
 
 
 _KNOWN_COUNTIES = frozenset(load_counties())
@@ -67,9 +76,12 @@ class _Fold:
     # When each county's platform last posted (the events' own time, so a rebuild from the log
     # does not make every platform look live).
     heard: dict[str, datetime] = field(default_factory=dict)
+    orders: dict = field(default_factory=dict)  # order id -> OrderFacts
+    alerts: dict = field(default_factory=dict)  # alert id -> AlertFacts
 
     def changed(self) -> bool:
-        return bool(self.counts or self.facilities or self.training or self.activity or self.touched)
+        return bool(self.counts or self.facilities or self.training or self.activity or self.touched
+                    or self.orders or self.alerts)
 
 
 async def fold_batch(conn: asyncpg.Connection, events: list[tuple[CloudEvent, BaseModel]]) -> Delta | None:
@@ -78,17 +90,31 @@ async def fold_batch(conn: asyncpg.Connection, events: list[tuple[CloudEvent, Ba
     nothing even without an inbox row (see worker.py); additive figures keep their inbox rows."""
     rids = [_resident_id(e, d) if e.type in RESIDENT_TYPES else None for e, d in events]
     states = await _load_states(conn, {r for r in rids if r is not None})
-    fold = _fold(events, rids, states)
+    orders = await service_store.load_orders(conn, {str(d.order_id) for e, d in events if e.type in ORDER_TYPES})
+    alerts = await service_store.load_alerts(conn, {str(d.alert_id) for e, d in events if e.type in ALERT_TYPES})
+    fold = _fold(events, rids, states, orders, alerts)
     if not fold.changed():
         return None
     return await _write(conn, fold)
 
 
 def _fold(events: list[tuple[CloudEvent, BaseModel]], rids: list[str | None],
-          states: dict[str, ResidentState]) -> _Fold:
+          states: dict[str, ResidentState], orders: dict | None = None, alerts: dict | None = None) -> _Fold:
     fold = _Fold()
+    orders = {} if orders is None else orders
+    alerts = {} if alerts is None else alerts
     for (event, data), rid in zip(events, rids):
         county = _county_of(event, data)
+        if event.type in ORDER_TYPES:
+            key = str(data.order_id)
+            if (facts := apply_order_event(orders.get(key), event.type, data, event.time)) is not None:
+                orders[key] = fold.orders[key] = facts
+            continue
+        if event.type in ALERT_TYPES:
+            key = str(data.alert_id)
+            if (facts := apply_alert_event(alerts.get(key), event.type, data)) is not None:
+                alerts[key] = fold.alerts[key] = facts
+            continue
         if rid is not None:
             old = states.get(rid)
             new = apply_event(old, event.type, data)
@@ -117,6 +143,12 @@ async def _write(conn: asyncpg.Connection, fold: _Fold) -> Delta:
     result.counts = await _apply_counts(conn, fold.counts)
     result.facilities = await _save_facilities(conn, list(fold.facilities.values()))
     result.training = await _add_training(conn, fold.training)
+    if fold.orders or fold.alerts:
+        await service_store.save_orders(conn, fold.orders)
+        await service_store.save_alerts(conn, fold.alerts)
+        touched = {f.county_code for f in (*fold.orders.values(), *fold.alerts.values())} | {CITY}
+        views = await service_store.service_views(conn, touched)
+        result.services = [{"county": scope, **view} for scope, view in sorted(views.items())]
     if fold.activity:
         await conn.execute(
             "INSERT INTO county_activity (county_code, events, last_event_at) "

@@ -8,6 +8,7 @@ from datetime import date, datetime
 
 import asyncpg
 
+from services.reporting import service_store
 from services.reporting.domain.folding import CITY
 from services.reporting.domain.targets import (
     BEDS_PER_1000, COVERAGE, Official, indicator, live_requirements, official_targets, platform_live, share,
@@ -17,7 +18,8 @@ from shared.regions import TOWNSHIPS, load_counties
 
 FACILITY_TYPES = ("county_special_care", "street_center", "daycare_center", "township_home", "happiness_home",
                   "institution")
-REBUILD_TABLES = ("residents", "agg_counts", "facilities", "training", "training_records", "county_activity")
+REBUILD_TABLES = ("residents", "agg_counts", "facilities", "training", "training_records", "county_activity",
+                  *service_store.TABLES)
 
 
 async def load_counts(conn: asyncpg.Connection) -> dict[str, dict[str, dict[str, int]]]:
@@ -149,8 +151,10 @@ async def aggregates(conn: asyncpg.Connection, today: date) -> dict[str, dict]:
     facilities = await load_facilities(conn)
     training = await load_training(conn)
     seq = await conn.fetchval("SELECT seq FROM stream_state WHERE id = 1")
+    services = await service_store.service_views(conn)
     scopes = [CITY, *load_counties()]
-    return {"seq": seq, "scopes": {s: scope_view(s, counts, facilities, training, today) for s in scopes}}
+    return {"seq": seq, "scopes": {s: {**scope_view(s, counts, facilities, training, today), **services[s]}
+                                   for s in scopes}}
 
 
 # ------------------------------------------------------------------ below the county

@@ -1,4 +1,5 @@
-"""Reporting's consumer: resident events and the county ingest stream, folded in batches; the
+"""Reporting's consumer: resident events, the county ingest stream and the orders and alerts
+topics, folded in batches; the
 committed deltas go onto the aggregates topic (publisher.py), which every API process follows."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from services.reporting.handlers import FOLDED_TYPES, VERSIONED_TYPES, fold_batc
 from services.reporting.parsing import envelope_parser
 from services.reporting.stream import Broadcaster
 from shared.messaging.consumer import EventConsumer
-from shared.messaging.topics import INGEST, RESIDENTS
+from shared.messaging.topics import ALERTS, INGEST, ORDERS, RESIDENTS
 from shared.service import ServiceRuntime
 
 CONSUMER = "reporting"
@@ -35,7 +36,7 @@ def build_consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
     assert runtime.db.pool is not None
     return [EventConsumer(
         name=CONSUMER,
-        topics=[RESIDENTS.name, INGEST.name],
+        topics=[RESIDENTS.name, INGEST.name, ORDERS.name, ALERTS.name],
         handlers={},
         batch_handler=fold_batch,
         batch_types=FOLDED_TYPES,

@@ -26,6 +26,8 @@ class AggregatesFrame(BaseModel):
     counts: list[dict[str, Any]] = Field(default_factory=list)
     facilities: list[dict[str, Any]] = Field(default_factory=list)
     training: list[dict[str, Any]] = Field(default_factory=list)
+    # delta: {county, orders, alerts}, the whole order and alert sections of each scope the fold touched
+    services: list[dict[str, Any]] = Field(default_factory=list)
     # snapshot: {scope: aggregates view} of every county and the city
     scopes: dict[str, dict[str, Any]] | None = None
 

@@ -129,7 +129,11 @@ def test_the_one_pass_parser_refuses_what_the_generic_path_must_judge():
     registered = json.loads((EXAMPLES / "eldercare.resident.registered.v1.json").read_text())
     wrong_gender = {**registered, "data": {"resident": {**registered["data"]["resident"], "gender": "x"}}}
     order = json.loads((EXAMPLES / "eldercare.order.placed.v1.json").read_text())
-    for raw in (json.dumps(wrong_gender).encode(), json.dumps(order).encode(), b"{not json"):
+    negative_price = {**order, "data": {**order["data"], "price_fen": -1}}
+    frame = json.loads((EXAMPLES / "eldercare.reporting.aggregates.frame.v1.json").read_text())
+    parse(json.dumps(order).encode())  # orders are folded too (the orders topic)
+    for raw in (json.dumps(wrong_gender).encode(), json.dumps(negative_price).encode(), json.dumps(frame).encode(),
+                b"{not json"):
         with pytest.raises(ValidationError):
             parse(raw)
 

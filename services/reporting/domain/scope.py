@@ -9,7 +9,7 @@ from __future__ import annotations
 from services.reporting.domain.folding import CITY
 
 # The row lists of a live-stream delta, each row naming its county (or "city" for a city total).
-DELTA_ROWS = ("counts", "facilities", "training")
+DELTA_ROWS = ("counts", "facilities", "training", "services")
 
 
 def may_see(county: str | None, scope: str) -> bool:
@@ -37,7 +37,7 @@ def scoped_delta(delta: dict, county: str | None) -> dict | None:
     a change that is another county's alone, e.g. its facility reports, shows nothing to the reader)."""
     if county is None:
         return delta
-    kept = {key: [r for r in delta.get(key, ()) if may_see(county, r["county"])] for key in DELTA_ROWS}
+    kept = {key: [r for r in delta[key] if may_see(county, r["county"])] for key in DELTA_ROWS if key in delta}
     if not any(kept.values()):
         return None
     return {**delta, **kept}
