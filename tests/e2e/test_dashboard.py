@@ -31,6 +31,7 @@ from eldercare.infra import free_port
 from shared.db import asyncpg_dsn, with_database
 from shared.regions import TOWNSHIPS, load_counties
 from tests.conftest import fresh_id_number, token_for
+from tests.integration.service_events import ALERTS_TOPIC, ORDERS_TOPIC, alert_events, order_events, publish
 from tests.integration.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,6 +231,76 @@ def seed(client: httpx.Client, settings) -> dict:
     return expected
 
 
+def publish_now(bootstrap: str, topic: str, events: list) -> None:
+    """Publish from a thread of its own: Playwright's sync API runs an event loop in this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: asyncio.run(publish(bootstrap, topic, events))).result()
+
+
+def seed_services(bootstrap: str) -> dict:
+    """Orders and alerts in a few counties, published as the orders and alerts services would (valid
+    events on this test's own broker)."""
+    rng = random.Random(12)
+    orders, alerts = [], []
+    for county in list(load_counties())[:4]:
+        for n in range(4):
+            outcome = ["completed", "completed", "cancelled", "open"][n]
+            orders.append(order_events(county, rng.choice(["meal", "bathing", "home_doctor_visit", "recreation"]),
+                                       rng.randrange(20, 900), check_in_min=rng.randrange(0, 25), outcome=outcome,
+                                       evv=rng.choice(["verified", "verified", "exception"]),
+                                       rating=rng.randrange(3, 6), funding=(3000, 500, 100, 1400)))
+        for _ in range(3):
+            ack = rng.choice([8, 35, 70, 200, None])
+            alerts.append(alert_events(county, ack, None if ack is None else ack + rng.randrange(60, 1800),
+                                       escalated=ack is None or ack > 60))
+    publish_now(bootstrap, ORDERS_TOPIC, [(oid, e) for oid, events in orders for e in events])
+    publish_now(bootstrap, ALERTS_TOPIC, [(aid, e) for aid, events in alerts for e in events])
+    return {"orders": len(orders), "alerts": len(alerts)}
+
+
+def check_services_panel(page, aggregates: dict, targets: dict) -> None:
+    """The services panel shows the API's order and alert figures, for the city and every county."""
+    scopes = aggregates["scopes"]
+    city_o, city_a = scopes["city"]["orders"], scopes["city"]["alerts"]
+    assert city_o["placed"] > 0 and city_a["alerts"] > 0
+    assert page.inner_text("#h-services span") == "居家养老服务订单与告警响应"
+    codes = [r["county_code"] for r in targets["rows"]]
+    assert page.evaluate("document.querySelectorAll('#services-rows tr').length") == len(codes)
+    for code in codes:
+        o, a = scopes[code]["orders"], scopes[code]["alerts"]
+        pairs = {"placed": o["placed"], "completion": o["completion_rate"], "accept-median": o["accept_seconds_median"],
+                 "on-time": o["on_time_check_in_share"], "evv": o["evv_verification_rate"],
+                 "rating": o["rating_mean"], "subsidy": o["subsidy"]["subsidy_fen"], "alerts": a["alerts"],
+                 "within-60": a["acked_within_60s"], "within-180": a["acked_within_180s"],
+                 "ack-median": a["ack_seconds_median"], "ack-p90": a["ack_seconds_p90"],
+                 "resolve-median": a["resolve_seconds_median"], "resolve-p90": a["resolve_seconds_p90"],
+                 "escalations": a["escalations"], "open": a["open"]}
+        for key, value in pairs.items():
+            shown = as_number(figure(page, f"svc-{code}-{key}"))
+            assert shown == value, (code, key, shown, value)
+    for source, fen in city_o["subsidy"]["spend_fen"].items():
+        assert int(figure(page, f"svc-headline-spend-{source}")) == fen
+    for category, n in city_o["by_category"].items():
+        assert int(figure(page, f"svc-headline-category-{category}")) == n
+    headlines = {"placed": city_o["placed"], "completion": city_o["completion_rate"],
+                 "accept-median": city_o["accept_seconds_median"], "on-time": city_o["on_time_check_in_share"],
+                 "evv": city_o["evv_verification_rate"], "rating": city_o["rating_mean"],
+                 "subsidy": city_o["subsidy"]["subsidy_fen"], "alerts": city_a["alerts"],
+                 "within-60": city_a["acked_within_60s"], "within-180": city_a["acked_within_180s"],
+                 "ack-median": city_a["ack_seconds_median"], "ack-p90": city_a["ack_seconds_p90"],
+                 "resolve-median": city_a["resolve_seconds_median"], "resolve-p90": city_a["resolve_seconds_p90"],
+                 "escalations": city_a["escalations"], "open": city_a["open"]}
+    for key, value in headlines.items():
+        assert as_number(figure(page, f"svc-headline-{key}")) == value, (key, value)
+    ids = page.evaluate("[...document.querySelectorAll('#services-panel [data-testid]')].map(e => e.dataset.testid)")
+    assert len(ids) == len(set(ids)), "a test id twice in the services panel"
+    # the figure as shown: 60 s as a share with one decimal
+    shown = page.inner_text('[data-testid="svc-headline-within-60"]')
+    assert shown == f"{city_a['acked_within_60s'] * 100:.1f}%", shown
+
+
 # ------------------------------------------------------------------ the page
 
 
@@ -275,6 +346,14 @@ def drive_the_page(chromium: str, settings, registry: Service, reporting: Servic
             return got if got == expected else None
 
         eventually(folded, 60, 0.25, "reporting folds the seeded events (consumer group join included)")
+        services_expected = seed_services(settings.kafka_bootstrap_servers)
+
+        def services_folded():
+            city = api.get("/v1/aggregates").json()["scopes"]["city"]
+            got = {"orders": city["orders"]["placed"], "alerts": city["alerts"]["alerts"] + city["alerts"]["silenced"]}
+            return got if got == services_expected else None
+
+        eventually(services_folded, 60, 0.25, "reporting folds the orders and alerts topics")
         print(f"seeded and folded in {time.monotonic() - started:.1f}s")
 
         playwright = stack.enter_context(sync_playwright())
@@ -357,6 +436,8 @@ def drive_the_page(chromium: str, settings, registry: Service, reporting: Servic
         assert page.evaluate("document.querySelectorAll('#chart-age .bars .point').length") == 9
         assert page.evaluate("document.querySelectorAll('#chart-categories .barlayer .trace').length") == 7
 
+        check_services_panel(page, aggregates, targets)
+
         # a county row selects that county for the ability and facility charts
         page.click('[data-testid="county-row-410928"]')
         assert page.inner_text('[data-testid="ability-scope"]') == "濮阳县"
@@ -365,6 +446,7 @@ def drive_the_page(chromium: str, settings, registry: Service, reporting: Servic
 
         DOCS.mkdir(exist_ok=True)
         page.screenshot(path=str(DOCS / "dashboard.png"))
+        page.locator('[data-testid="services-panel"]').screenshot(path=str(DOCS / "dashboard-services.png"))
 
         # ---- a county row drills down to the county's townships (the API's figures), live, and back
         assert city["family_doctor"]["contracted"] > 0
@@ -433,6 +515,10 @@ def drive_the_page(chromium: str, settings, registry: Service, reporting: Servic
             .map(e => e.innerText).join(' ').match(/[\u4e00-\u9fff]+/g)""", labels)
         assert not chinese_left, f"labels still in Chinese after the switch: {chinese_left}"
         page.screenshot(path=str(DOCS / "dashboard-en.png"))
+        panel_words = page.evaluate(r"""(labels) => [...document.querySelectorAll(labels)]
+            .map(e => e.innerText).join(' ').match(/[\u4e00-\u9fff]+/g)""",
+            "#services-panel h2, #services-panel h3, #services-panel .sub, #services-panel th")
+        assert not panel_words, f"services panel labels still in Chinese after the switch: {panel_words}"
 
         # ---- a new resident and a training event change the page without a reload
         page.evaluate("window.__e2eMark = 'same page'")
@@ -456,6 +542,20 @@ def drive_the_page(chromium: str, settings, registry: Service, reporting: Servic
                  before["county-410928-training"] + 40],
             timeout=30000, polling=100)
         print(f"page updated {time.monotonic() - changed_at:.2f}s after the writes")
+        # an order placed and an alert raised: the services panel follows without a reload
+        placed, raised = int(figure(page, "svc-city-placed")), int(figure(page, "svc-city-alerts"))
+        oid, events = order_events("410928", "meal", 30, check_in_min=None, outcome="placed")
+        aid, alert = alert_events("410928", None, None)
+        changed_at = time.monotonic()
+        publish_now(settings.kafka_bootstrap_servers, ORDERS_TOPIC, [(oid, e) for e in events])
+        publish_now(settings.kafka_bootstrap_servers, ALERTS_TOPIC, [(aid, e) for e in alert])
+        page.wait_for_function(
+            """([placed, raised]) => {
+                 const v = (id) => Number(document.querySelector(`[data-testid="${id}"]`).dataset.value);
+                 return v('svc-city-placed') === placed && v('svc-city-alerts') === raised
+                        && v('svc-410928-open') >= 1;
+               }""", arg=[placed + 1, raised + 1], timeout=30000, polling=100)
+        print(f"services panel updated {time.monotonic() - changed_at:.2f}s after the events")
         assert page.evaluate("window.__e2eMark") == "same page", "the page reloaded"
         assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
         assert page.evaluate("window.__dashboard.deltas") > deltas_before, \

@@ -258,6 +258,9 @@
     updated.setAttribute("datetime", state.lastRenderAt.toISOString());
     const asOf = state.targets?.as_of || state.agg.scopes.city.as_of;
     byTestId("as-of").textContent = `${t("as_of")} ${asOf}`;
+    // Panels of their own modules (services-panel.js) draw from the same figures.
+    document.dispatchEvent(new CustomEvent("dashboard:rendered",
+                                           { detail: { agg: state.agg, targets: state.targets, lang: state.lang } }));
   }
 
   function indicatorsOf(code) {
