@@ -160,3 +160,95 @@ async def test_the_reporting_models_and_migrations_agree(folding):
     finally:
         await engine.dispose()
     assert diff == []
+
+
+async def test_the_orders_services_own_events_fold_into_its_own_figures(orders, pg_server_url, settings):
+    """Driving the real orders service (on the orders tests' broker): a verified, rated visit, a
+    cancelled order and an open one; a reporting of the test's own on that broker folds every order
+    the service holds into the same counts per county as the service's own table."""
+    from datetime import datetime, timedelta, timezone
+
+    from services.reporting.app import create_app
+    from shared.regions import load_counties
+    from tests.integration.orders_fixtures import (
+        HOME, new_caregiver, new_provider, new_resident, place, runtime_of,
+    )
+
+    def ago(minutes: float) -> str:
+        return (datetime.now(timezone.utc) - timedelta(minutes=minutes)).isoformat()
+
+    county = token_for(settings, "county", "410928")
+    rid = await new_resident(orders, settings)
+    provider = await new_provider(orders, settings)
+    caregiver = await new_caregiver(orders, settings, provider)
+    prov = token_for(settings, "provider", provider_id=provider)
+    cg = token_for(settings, "caregiver", caregiver_id=caregiver)
+    ids = []
+    for _ in range(3):
+        response = await place(orders, county, rid, provider)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    done, cancelled, _ = ids
+    for path, headers, body in ((f"{done}/accept", prov, None), (f"{done}/assign", prov, {"caregiver_id": caregiver}),
+                                (f"{done}/check-in", cg, {"lat": HOME[0], "lon": HOME[1], "accuracy_m": 5,
+                                                          "time": ago(65)}),
+                                (f"{done}/check-out", cg, {"lat": HOME[0], "lon": HOME[1], "accuracy_m": 5}),
+                                (f"{done}/rate", county, {"rating": 4}),
+                                (f"{cancelled}/cancel", county, {"reason": "老人住院"})):
+        r = await orders.post(f"/v1/orders/{path}", headers=headers, json=body)
+        assert r.status_code == 200, (path, r.text)
+
+    orders_runtime = runtime_of(orders)
+    city = token_for(settings, "city")
+    counties = list(load_counties())
+    async with scratch_database(pg_server_url, f"eldercare_repfold_{uuid.uuid4().hex[:8]}") as url:
+        app = create_app(settings.model_copy(update={
+            "database_url": url, "kafka_bootstrap_servers": orders_runtime.settings.kafka_bootstrap_servers}))
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting") as rep:
+
+                async def theirs() -> dict:
+                    async with orders_runtime.db.connection() as conn:
+                        if await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+                            return {}
+                        rows = await conn.fetch(
+                            """SELECT county_code, count(*) AS placed,
+                                   count(*) FILTER (WHERE state IN ('completed', 'rated')) AS completed,
+                                   count(*) FILTER (WHERE accepted_at IS NOT NULL) AS accepted,
+                                   count(*) FILTER (WHERE check_in_at IS NOT NULL) AS checked_in,
+                                   count(*) FILTER (WHERE state IN ('completed', 'rated') AND evv_status = 'verified')
+                                       AS evv_verified,
+                                   count(*) FILTER (WHERE evv_status = 'confirmed') AS evv_confirmed,
+                                   count(rating) AS rated,
+                                   coalesce(sum(government_fen) FILTER (WHERE settlement_month IS NOT NULL), 0) AS g,
+                                   coalesce(sum(collective_fen) FILTER (WHERE settlement_month IS NOT NULL), 0) AS c,
+                                   coalesce(sum(social_fen) FILTER (WHERE settlement_month IS NOT NULL), 0) AS s,
+                                   coalesce(sum(personal_fen) FILTER (WHERE settlement_month IS NOT NULL), 0) AS p
+                               FROM orders WHERE county_code = ANY($1::text[]) GROUP BY county_code""", counties)
+                        states = await conn.fetch("SELECT county_code, state, count(*) AS n FROM orders "
+                                                  "WHERE county_code = ANY($1::text[]) GROUP BY 1, 2", counties)
+                    out = {r["county_code"]: {k: int(r[k]) for k in r.keys() if k != "county_code"} for r in rows}
+                    for r in states:
+                        out[r["county_code"]].setdefault("by_state", {})[r["state"]] = r["n"]
+                    return out
+
+                def ours(view: dict) -> dict:
+                    o = view["orders"]
+                    spend = o["subsidy"]["spend_fen"]
+                    return {"placed": o["placed"], "completed": o["completed"], "accepted": o["accepted"],
+                            "checked_in": o["checked_in"], "evv_verified": o["evv_verified"],
+                            "evv_confirmed": o["evv_confirmed"], "rated": o["rated"], "g": spend["government"],
+                            "c": spend["collective"], "s": spend["social"], "p": spend["personal"],
+                            "by_state": o["by_state"]}
+
+                async def agree():
+                    expected = await theirs()
+                    if not expected or (await rep.get("/v1/admin/rebuild", headers=city)).json()["lag"] != 0:
+                        return None
+                    scopes = (await rep.get("/v1/aggregates", headers=city)).json()["scopes"]
+                    got = {c: ours(scopes[c]) for c in counties if scopes[c]["orders"]["placed"]}
+                    return got if got == expected else None
+
+                got = await eventually(agree, timeout=120, message="reporting's order figures agree with the "
+                                                                   "orders service's table")
+    assert got["410928"]["placed"] >= 3 and got["410928"]["rated"] >= 1 and got["410928"]["by_state"]["cancelled"] >= 1
