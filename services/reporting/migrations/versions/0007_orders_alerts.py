@@ -2,7 +2,7 @@
 SQLModel tables), from which the figures per county and the city are computed.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006_townships
 Create Date: 2026-12-02
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006_townships"
 branch_labels = None
 depends_on = None
 
