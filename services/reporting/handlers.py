@@ -11,7 +11,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from services.reporting import service_store
-from services.reporting.domain.folding import CITY, ResidentState, accumulate, apply_event, with_city
+from services.reporting.domain.folding import ResidentState, accumulate, apply_event, with_city
 from services.reporting.domain.services import apply_alert_event, apply_order_event
 from shared.events.alerts import ALERT_EVENTS
 from shared.events.envelope import CloudEvent
@@ -146,8 +146,8 @@ async def _write(conn: asyncpg.Connection, fold: _Fold) -> Delta:
     if fold.orders or fold.alerts:
         await service_store.save_orders(conn, fold.orders)
         await service_store.save_alerts(conn, fold.alerts)
-        touched = {f.county_code for f in (*fold.orders.values(), *fold.alerts.values())} | {CITY}
-        views = await service_store.service_views(conn, touched)
+        views = await service_store.refresh(conn, {f.county_code for f in (*fold.orders.values(),
+                                                                            *fold.alerts.values())})
         result.services = [{"county": scope, **view} for scope, view in sorted(views.items())]
     if fold.activity:
         await conn.execute(

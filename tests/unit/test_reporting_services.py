@@ -137,7 +137,7 @@ def test_an_alert_is_folded_with_its_times_and_escalation():
 
 def test_views_give_shares_of_what_ended_and_of_every_alert():
     view = orders_view({"placed": 10, "completed": 6, "not_completed": 2, "evv_verified": 5, "checked_in": 7,
-                        "on_time": 6, "accept_median": 42.04, "rating_mean": 4.333, "rated": 3, "rating_5": 2,
+                        "on_time": 6, "accept_median": 42.04, "rating_sum": 13, "rated": 3, "rating_5": 2,
                         "rating_4": 1, "government_fen": 100, "social_fen": 5, "personal_fen": 50},
                        {"生活照料": 10}, {"completed": 6, "placed": 2, "cancelled": 2})
     assert view["completion_rate"] == 0.75 and view["evv_verification_rate"] == round(5 / 6, 4)

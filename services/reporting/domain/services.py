@@ -190,7 +190,7 @@ def orders_view(row: dict | None, by_category: dict[str, int], by_state: dict[st
         "evv_confirmed": n("evv_confirmed"),
         "evv_verification_rate": share(n("evv_verified"), completed),
         "rated": n("rated"),
-        "rating_mean": None if r.get("rating_mean") is None else round(float(r["rating_mean"]), 2),
+        "rating_mean": round(n("rating_sum") / n("rated"), 2) if n("rated") else None,
         "ratings": ratings,
         "subsidy": {
             "settled_orders": n("settled"),

@@ -1,5 +1,6 @@
 """The orders and alerts topics folded: one fact row per order and per alert (service_store.py's
-SQLModel tables), from which the figures per county and the city are computed.
+SQLModel tables), from which the figures per county and the city are computed after each fold and
+kept in service_figures.
 
 Revision ID: 0007
 Revises: 0006_townships
@@ -8,6 +9,7 @@ Create Date: 2026-12-02
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0007"
 down_revision = "0006_townships"
@@ -40,6 +42,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("order_id"),
         schema="reporting",
     )
+    op.create_index("ix_reporting_order_facts_county_code", "order_facts", ["county_code"], schema="reporting")
     op.create_table(
         "alert_facts",
         sa.Column("alert_id", sa.String(), nullable=False),
@@ -56,8 +59,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("alert_id"),
         schema="reporting",
     )
+    op.create_index("ix_reporting_alert_facts_county_code", "alert_facts", ["county_code"], schema="reporting")
+
+
+    op.create_table(
+        "service_figures",
+        sa.Column("scope", sa.String(), nullable=False),
+        sa.Column("orders", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("alerts", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.PrimaryKeyConstraint("scope"),
+        schema="reporting",
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("service_figures", schema="reporting")
     op.drop_table("alert_facts", schema="reporting")
     op.drop_table("order_facts", schema="reporting")
