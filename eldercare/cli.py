@@ -38,22 +38,42 @@ def up(no_seed: Annotated[bool, typer.Option("--no-seed", help="Skip seeding the
 
 @app.command()
 def simulate(
-    events_per_s: Annotated[Optional[float], typer.Option(help="device and county events a second, city-wide "
+    events_per_s: Annotated[Optional[float], typer.Option(help="device events a second, city-wide "
                                                         "(default SIMULATOR_EVENTS_PER_S)")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="stop after this long (default: until Ctrl-C)")] = None,
-    seed: Annotated[int, typer.Option(help="the same seed gives the same facilities")] = 42,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same facilities, parties and choices")] = 42,
+    compression: Annotated[Optional[float], typer.Option(
+        help="simulated seconds per real second (default SIMULATOR_COMPRESSION, 1 = real time; 1440 = a day "
+             "a minute)")] = None,
+    orders_per_day: Annotated[Optional[float], typer.Option(
+        help="service orders a simulated day, city-wide (default SIMULATOR_ORDERS_PER_DAY; 0: none)")] = None,
+    ack_median_s: Annotated[float, typer.Option(help="duty operators' median real seconds to acknowledge")] = 20.0,
+    operator_pace: Annotated[float, typer.Option(
+        help="scales the operators' real delays after acknowledging (dispatch, resolve)")] = 1.0,
+    residents_per_county: Annotated[int, typer.Option(help="residents each county's actors know")] = 500,
+    start_hour: Annotated[Optional[float], typer.Option(help="simulated local hour to start at (default now)")] = None,
+    drain_s: Annotated[float, typer.Option(help="at the end, how long to let the stories under way finish")] = 30.0,
+    summary: Annotated[Optional[Path], typer.Option(help="write the run's tally and outcomes here (JSON)")] = None,
 ) -> None:
-    """The county platform simulator: the eight counties post facility reports, training, family beds,
-    visits and device events to the registry's ingest gateway with their own tokens."""
-    from eldercare.simulator import simulate as run_simulator
+    """The whole city: the county platforms post facility reports, training, family beds, visits and
+    device events to the registry's gateway; offices, providers and caregivers work service orders
+    through orders; duty operators answer alerts through alerts — each with a token of its own role,
+    with a small share of believable mistakes, on a calendar (day/night, time compression)."""
+    from eldercare.city import counts_line
+    from eldercare.city import simulate as run_simulator
 
     settings = _local_settings()
     rate = settings.simulator_events_per_s if events_per_s is None else events_per_s
     try:
-        outcome = asyncio.run(run_simulator(settings, events_per_s=rate, seconds=seconds, seed=seed))
+        outcome = asyncio.run(run_simulator(
+            settings, events_per_s=rate, seconds=seconds, seed=seed,
+            compression=settings.simulator_compression if compression is None else compression,
+            orders_per_day=settings.simulator_orders_per_day if orders_per_day is None else orders_per_day,
+            ack_median_s=ack_median_s, operator_pace=operator_pace, sample_size=residents_per_county,
+            start_hour=start_hour, drain_s=drain_s, summary_path=summary))
     except KeyboardInterrupt:
         return
-    typer.echo(f"posted: {outcome['accepted']:,} accepted, {outcome['rejected']:,} rejected")
+    typer.echo(counts_line(outcome))
 
 
 SERVE_SERVICE_ENV = "ELDERCARE_SERVE_SERVICE"

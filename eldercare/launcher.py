@@ -184,7 +184,7 @@ class ServiceProcesses:
 
 
 def start_simulator(infra: Infrastructure, log_dir: Path, jwt_secret: str) -> subprocess.Popen:
-    """The county platform simulator (`eldercare simulate`), posting to the registry until stopped."""
+    """The city simulator (`eldercare simulate`), playing every user until stopped."""
     env = dict(os.environ, DATABASE_URL=infra.database_url, KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap,
                JWT_SECRET=jwt_secret)
     with (log_dir / "simulator.log").open("ab") as logfile:
@@ -277,8 +277,10 @@ def _print_ready(settings: PlatformSettings, state_dir: Path, seconds: float) ->
     viewer = issue_token(settings, Role.VIEWER, subject="dashboard", ttl_seconds=7 * 86400, audience="reporting")
     console.print(f"  dashboard  http://{host}:{settings.reporting_port}/?token={viewer}", soft_wrap=True)
     if settings.simulator_events_per_s > 0:
-        console.print(f"  simulator  the eight county platforms post ~{settings.simulator_events_per_s:g} events/s "
-                      "to the registry (SIMULATOR_EVENTS_PER_S=0 turns it off)")
+        speed = "real time" if settings.simulator_compression == 1 else f"×{settings.simulator_compression:g}"
+        console.print(f"  simulator  the county platforms post ~{settings.simulator_events_per_s:g} events/s; offices, "
+                      f"providers and caregivers work ~{settings.simulator_orders_per_day:g} orders a day; duty "
+                      f"operators answer alerts ({speed}; SIMULATOR_EVENTS_PER_S=0 turns it off)")
     console.print(f"  logs       {state_dir / 'logs'}")
     console.print("Get a token: [bold].venv/bin/eldercare token --role city[/]. Ctrl-C stops everything.\n")
 

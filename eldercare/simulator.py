@@ -14,11 +14,14 @@ import logging
 import random
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import httpx
 
+from eldercare.actors import Resident, Tally
+from eldercare.calendar import SimClock, draw, expected
 from shared.auth import Role, issue_token
 from shared.regions import TOWNSHIPS, County, load_counties
 from shared.settings import PlatformSettings
@@ -171,37 +174,81 @@ def events_per_county(total_per_s: float, counties: list[County]) -> dict[str, f
     return {c.code: total_per_s * c.elderly_60plus / elders for c in counties}
 
 
+# Yearly figures the calendar turns into rates (per county, from its elderly population or task).
+FAMILY_BEDS_PER_ELDER_YEAR = 0.0072   # the task list's 7.2‰: the year's family beds take the year
+VISITS_PER_ELDER_YEAR = 2.0           # grid workers', village doctors' and volunteers' logged visits
+MEAN_TRAINEES = 37.5                  # training_event's 15-60 a session
+MISTAKE_SHARE = 0.002                 # of device events: a duplicate, a malformed one, an unknown resident
+
+
+def yearly_figures(county: County) -> dict[str, float]:
+    """What a county posts in a year besides telemetry."""
+    return {"family_bed": county.elderly_60plus * FAMILY_BEDS_PER_ELDER_YEAR,
+            "visit": county.elderly_60plus * VISITS_PER_ELDER_YEAR,
+            "training": county.training_task_2022 / MEAN_TRAINEES}
+
+
+def malformed_event(county_code: str, resident_id: str, rng: random.Random) -> dict:
+    """A county platform's bug: an event the gateway must refuse, naming the field."""
+    event = device_event(county_code, resident_id, rng)
+    broken = rng.choice(("type", "unknown type", "data"))
+    if broken == "data":
+        event["data"] = "not an object"
+    elif broken == "unknown type":
+        event["type"] = "eldercare.county.device.teleported.v1"
+    else:
+        event.pop("type")
+    return event
+
+
 class CountySimulator:
-    """Posts each county's events to the registry's ingest gateway once a second."""
+    """Posts each county's events to the registry's ingest gateway once a second: telemetry at
+    `events_per_s` city-wide (a sample of devices, round the clock), family beds, visits and
+    training at the calendar's rates (yearly figures, day/night rhythm, time compression), and a
+    small share of mistakes (a re-sent event, a malformed one, one for a resident nobody knows)."""
 
     def __init__(self, settings: PlatformSettings, client: httpx.AsyncClient, *, events_per_s: float = 50.0,
-                 seed: int = 42, sample_size: int = 500) -> None:
+                 seed: int = 42, sample_size: int = 500, clock: SimClock | None = None,
+                 tally: Tally | None = None) -> None:
         self.client = client
         self.rng = random.Random(seed)
         self.seed = seed
         self.counties = list(load_counties().values())
         self.rates = events_per_county(events_per_s, self.counties)
+        self.yearly = {c.code: yearly_figures(c) for c in self.counties}
         self.sample_size = sample_size
         self.settings = settings
+        self.clock = clock or SimClock()
+        self.tally = tally or Tally()
         self._tokens: dict[str, tuple[dict, float]] = {}
         self.facilities = {c.code: facility_inventory(c, seed) for c in self.counties}
         self.residents: dict[str, list[str]] = {}
+        self.homes: dict[str, list[Resident]] = {}
         self.accepted = 0
         self.rejected = 0
+        self.sent: Counter = Counter()      # event kind -> posted
+        self.taken: Counter = Counter()     # event kind -> accepted by the gateway
+        self._recent: list[dict] = []       # a few accepted events, to re-send by mistake
+        self._last_tick = time.monotonic()
 
     async def start(self) -> None:
         """Learn some residents of each county and report every facility once."""
         for county in self.counties:
-            self.residents[county.code] = await self._sample_residents(county.code)
+            found = await self._sample_residents(county.code)
+            self.homes[county.code] = found
+            self.residents[county.code] = [r.id for r in found]
             events = [facility_event(county.code, f) for f in self.facilities[county.code]]
             events += training_history(county, self.seed)
             for i in range(0, len(events), 1000):
                 await self._post(county.code, events[i:i + 1000])
 
-    async def tick(self) -> None:
-        """One second of the city: each county's batch."""
+    async def tick(self, seconds: float | None = None) -> None:
+        """One tick of the city (`seconds` of real time since the last one; default: measured)."""
+        now = time.monotonic()
+        seconds = now - self._last_tick if seconds is None else seconds
+        self._last_tick = now
         for county in self.counties:
-            events = self._batch(county.code)
+            events = self._batch(county.code, max(0.0, min(seconds, 5.0)))
             if events:
                 await self._post(county.code, events)
 
@@ -217,22 +264,41 @@ class CountySimulator:
                 log.warning("simulator: posting failed (%s); retrying", exc)
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
 
-    def _batch(self, county_code: str) -> list[dict]:
+    def _batch(self, county_code: str, seconds: float = 1.0) -> list[dict]:
         rng, residents = self.rng, self.residents.get(county_code) or []
-        rate = self.rates[county_code]
+        rate = self.rates[county_code] * seconds
         count = int(rate) + (rng.random() < rate - int(rate))
         events = [device_event(county_code, rng.choice(residents), rng) for _ in range(count)] if residents else []
-        if residents and rng.random() < rate / 25:  # a family bed set up: ~2 a second city-wide at 50/s
-            events.append(county_event(county_code, "family_bed.established", {}, rng.choice(residents)))
-        if residents and rng.random() < rate / 10:
-            events.append(visit_event(county_code, rng.choice(residents), rng))
-        if rng.random() < rate / 300:
+        simulated = self.clock.compression * seconds
+        hour = self.clock.hour()
+        yearly = self.yearly[county_code]
+        if residents:
+            for _ in range(draw(expected(yearly["family_bed"], simulated, hour), rng)):
+                events.append(county_event(county_code, "family_bed.established", {}, rng.choice(residents)))
+            for _ in range(draw(expected(yearly["visit"], simulated, hour), rng)):
+                events.append(visit_event(county_code, rng.choice(residents), rng))
+        for _ in range(draw(expected(yearly["training"], simulated, hour), rng)):
             events.append(training_event(county_code, rng))
         if rng.random() < rate / 50:
             facilities = self.facilities[county_code]
             i = rng.randrange(len(facilities))
             facilities[i] = with_new_occupancy(facilities[i], rng)
             events.append(facility_event(county_code, facilities[i]))
+        mistakes = draw(rate * MISTAKE_SHARE, rng) if residents else 0
+        for _ in range(mistakes):
+            kind = rng.choice(("duplicate", "malformed", "unknown"))
+            if kind == "duplicate" and self._recent:
+                event = dict(rng.choice(self._recent))
+                if event["countycode"] != county_code:
+                    continue
+                event["_expect"] = "duplicate"
+            elif kind == "malformed":
+                event = malformed_event(county_code, rng.choice(residents), rng)
+                event["_expect"] = "rejected"
+            else:
+                event = device_event(county_code, str(uuid.UUID(int=rng.getrandbits(128))), rng)
+                event["_expect"] = "rejected"
+            events.append(event)
         return events
 
     def headers(self, county_code: str) -> dict:
@@ -247,29 +313,58 @@ class CountySimulator:
             self._tokens[county_code] = (headers, time.monotonic() + ttl / 2)
         return headers
 
-    async def _sample_residents(self, county_code: str) -> list[str]:
+    async def _sample_residents(self, county_code: str) -> list[Resident]:
         response = await self.client.post("/v1/residents/search", headers=self.headers(county_code), json={
             "county_code": county_code, "status": "active", "limit": self.sample_size, "with_total": False})
         if response.status_code != 200:
             log.warning("simulator: cannot list residents of %s: %s", county_code, response.text[:200])
             return []
-        return [item["id"] for item in response.json()["items"]]
+        found = []
+        for item in response.json()["items"]:
+            lat, lon = item.get("home_lat"), item.get("home_lon")
+            found.append(Resident(item["id"], county_code, (lat, lon) if lat is not None and lon is not None else None))
+        return found
+
+    @staticmethod
+    def kind(event: dict) -> str:
+        name = str(event.get("type", "?")).removeprefix("eldercare.county.").removesuffix(".v1")
+        return name if "_expect" not in event else "mistake"
 
     async def _post(self, county_code: str, events: list[dict]) -> None:
+        expect = {i: e.pop("_expect") for i, e in enumerate(events) if "_expect" in e}
+        kinds = [self.kind(e) if i not in expect else "mistake" for i, e in enumerate(events)]
+        for k in kinds:
+            self.sent[k] += 1
         response = await self.client.post("/v1/events", headers=self.headers(county_code), json=events)
         if response.status_code >= 500:
             raise httpx.HTTPStatusError("registry error", request=response.request, response=response)
         body = response.json()
-        self.accepted += body.get("accepted", 0)
-        self.rejected += body.get("rejected", 0)
-        if body.get("rejected"):
-            log.warning("simulator: %s rejected %d events: %s", county_code, body["rejected"], response.text[:300])
-
-
-async def simulate(settings: PlatformSettings, *, events_per_s: float, seconds: float | None, seed: int) -> dict:
-    """Run the simulator against the registry at its configured address."""
-    base = f"http://{settings.service_host}:{settings.registry_port}"
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        simulator = CountySimulator(settings, client, events_per_s=events_per_s, seed=seed)
-        await simulator.run(seconds)
-        return {"accepted": simulator.accepted, "rejected": simulator.rejected}
+        if response.status_code != 200 and "results" not in body:
+            self.tally.unexpected("gateway", f"{response.status_code}: {response.text[:300]}", "refused")
+            return
+        unexpected = []
+        for result in body.get("results", []):
+            i, status = result["index"], result["status"]
+            if i in expect:
+                if status == expect[i]:
+                    self.tally.add("gateway.mistake", "caught" if status == "rejected" else "same")
+                else:
+                    self.tally.unexpected("gateway.mistake", f"{status}, expected {expect[i]}: {result}", "let-through")
+                continue
+            if status == "accepted":
+                self.accepted += 1
+                self.taken[kinds[i]] += 1
+                self.tally.add(f"gateway.{kinds[i]}", "ok")
+                if len(self._recent) < 200:
+                    self._recent.append(events[i])
+                elif self.rng.random() < 0.05:
+                    self._recent[self.rng.randrange(200)] = events[i]
+            elif status == "duplicate":
+                # a restart re-posting the training history (fixed ids) is answered as a duplicate
+                self.tally.add(f"gateway.{kinds[i]}", "same")
+            else:
+                self.rejected += 1
+                self.tally.unexpected(f"gateway.{kinds[i]}", f"rejected: {result}", "refused")
+                unexpected.append(result)
+        if unexpected:
+            log.warning("simulator: %s rejected %d events: %s", county_code, len(unexpected), unexpected[:3])

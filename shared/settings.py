@@ -92,6 +92,10 @@ class PlatformSettings(BaseSettings):
     seed_residents: int = Field(700_000, ge=0)
     # Events a second the county platform simulator posts after `make up` (0: no simulator).
     simulator_events_per_s: float = Field(50.0, ge=0, le=20_000)
+    # Simulated seconds per real second of the simulator's calendar (1: real time, so that after a
+    # day of `make up` the year's figures have grown by a day's worth) and its orders a simulated day.
+    simulator_compression: float = Field(1.0, gt=0, le=100_000)
+    simulator_orders_per_day: float = Field(2000.0, ge=0, le=10_000_000)
     # When false, a service process serves HTTP only and `eldercare worker` runs its relay/consumers.
     run_workers_in_api: bool = True
     log_level: str = "INFO"
