@@ -37,7 +37,10 @@ from shared.settings import PlatformSettings
 log = logging.getLogger(__name__)
 
 MIN_LEAD_S = 20.0
-OUTCOMES = ("ok", "refused", "caught", "same", "unexpected")
+# Pauses between the tries of a call that got no answer or a 503 (about 40 s in all: a killed
+# service is started again within that).
+RETRY_DELAYS_S = (0.5, 1, 2, 4, 8, 8, 8, 8)
+OUTCOMES = ("ok", "refused", "caught", "same", "retried", "unexpected")
 # Roughly where each county's seat is (a caregiver's phone reports a point near the resident's
 # home when the registry knows it; otherwise near the county seat, which the geofence then
 # cannot judge).
@@ -155,10 +158,21 @@ class Caller:
         `refusable`: statuses that are an honest refusal (named in the problem), not a failure."""
         if key is not None:
             headers = {**headers, "Idempotency-Key": key}
-        try:
-            response = await self.client.request(method, path, headers=headers, json=json)
-        except httpx.HTTPError as exc:
-            self.tally.unexpected(kind, f"{method} {path}: {type(exc).__name__} {exc}", "transport")
+        response: httpx.Response | None = None
+        error: Exception | None = None
+        for pause in (*RETRY_DELAYS_S, None):
+            try:
+                response = await self.client.request(method, path, headers=headers, json=json)
+            except httpx.TransportError as exc:
+                response, error = None, exc
+            if (response is not None and response.status_code != 503) or pause is None:
+                break
+            # No answer (a service restarting) or 503: the app tries again a little later, with the
+            # same Idempotency-Key (a step without one may find itself already taken: see _step).
+            self.tally.add(kind, "retried")
+            await asyncio.sleep(pause)
+        if response is None:
+            self.tally.unexpected(kind, f"{method} {path}: {type(error).__name__} {error}", "transport")
             return None
         status = response.status_code
         if mistake:
@@ -406,7 +420,9 @@ class OrdersActors:
         await self.sim_sleep(booked * share)
         point = near(home, rng.uniform(5, 80), rng)
         out = await self.api.call("order.check-out", "POST", f"/v1/orders/{oid}/check-out", cg_headers, json={
-            "lat": point[0], "lon": point[1], "accuracy_m": round(rng.uniform(5, 35), 1)})
+            "lat": point[0], "lon": point[1], "accuracy_m": round(rng.uniform(5, 35), 1)}, refusable=(409,))
+        if out is not None and out.status_code == 409 and out.json().get("current_state") == "completed":
+            out = await self.api.client.get(f"/v1/orders/{oid}", headers=cg_headers)  # the lost try went through
         if out is None or out.status_code != 200:
             return "check-out failed"
         self.orders[oid] = "completed"
@@ -443,6 +459,7 @@ class OrdersActors:
         if response is not None and response.status_code == 200:
             self.orders[oid] = response.json()["state"]
         elif response is not None and response.status_code == 409:
+            # Already where this step leads: an earlier try went through and its answer was lost.
             self.orders[oid] = (response.json().get("current_state") or self.orders[oid])
         return self.orders[oid] if response is not None else "unreachable"
 

@@ -68,6 +68,10 @@ class SimClock:
         if self.start is None:
             self.start = datetime.now(CITY_TZ)
 
+    def restart(self) -> None:
+        """Start the simulated day from `start` again now (after the simulator's setup)."""
+        self._real_start = time.monotonic()
+
     def now(self) -> datetime:
         return self.start + timedelta(seconds=(time.monotonic() - self._real_start) * self.compression)
 

@@ -26,7 +26,8 @@ from shared.settings import PlatformSettings
 log = logging.getLogger(__name__)
 
 OUTCOME_LABELS = {"ok": "accepted", "refused": "refused (named)", "caught": "mistakes caught",
-                  "same": "retries, same answer", "unexpected": "unexpected"}
+                  "same": "retries, same answer", "retried": "tried again (no answer, 503)",
+                  "unexpected": "unexpected"}
 
 
 def progress_table(tally: Tally, clock: SimClock, elapsed: float, extra: dict) -> Table:
@@ -55,7 +56,7 @@ class CitySimulation:
     def __init__(self, settings: PlatformSettings, *, events_per_s: float, seed: int, compression: float = 1.0,
                  orders_per_day: float = 2000.0, ack_median_s: float = 20.0, operator_pace: float = 1.0,
                  sample_size: int = 500, start: datetime | None = None, orders: bool = True,
-                 operators: bool = True) -> None:
+                 operators: bool = True, alarm_share: float = 0.001) -> None:
         self.settings, self.seed = settings, seed
         self.tally = Tally()
         self.clock = SimClock(compression, start)
@@ -64,12 +65,14 @@ class CitySimulation:
         self.clients = {name: httpx.AsyncClient(base_url=f"http://{host}:{settings.port_of(name)}", timeout=30,
                                                 limits=limits) for name in ("registry", "orders", "alerts")}
         self.county = CountySimulator(settings, self.clients["registry"], events_per_s=events_per_s, seed=seed,
-                                      sample_size=sample_size, clock=self.clock, tally=self.tally)
+                                      sample_size=sample_size, clock=self.clock, tally=self.tally,
+                                      alarm_share=alarm_share)
         self.want_orders, self.want_operators = orders, operators
         self.orders_per_day, self.ack_median_s, self.operator_pace = orders_per_day, ack_median_s, operator_pace
         self.orders: OrdersActors | None = None
         self.operators: DutyOperators | None = None
         self.started = time.monotonic()
+        self.day_over: str | None = None
 
     async def start(self) -> None:
         await self.county.start()
@@ -111,6 +114,7 @@ class CitySimulation:
         console = Console()
         live = console.is_terminal if live is None else live
         await self.start()
+        self.clock.restart()
         self.started = time.monotonic()
         deadline = None if seconds is None else self.started + seconds
         last = time.monotonic()
@@ -131,6 +135,7 @@ class CitySimulation:
                     last_line = now
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - now)))
             # The day is over: nothing new, the stories under way are finished.
+            self.day_over = self.clock.label()
             drain_deadline = time.monotonic() + drain_s
             while time.monotonic() < drain_deadline and ((self.orders and self.orders.tasks)
                                                          or (self.operators and self.operators.tasks)):
@@ -151,7 +156,7 @@ class CitySimulation:
 
     def summary(self) -> dict:
         return {
-            "clock": self.clock.label(), "compression": self.clock.compression,
+            "clock": self.day_over or self.clock.label(), "compression": self.clock.compression,
             "real_seconds": round(time.monotonic() - self.started, 1),
             "accepted": self.county.accepted, "rejected": self.county.rejected,
             "events_sent": dict(self.county.sent), "events_accepted": dict(self.county.taken),
@@ -170,7 +175,8 @@ class CitySimulation:
 async def simulate(settings: PlatformSettings, *, events_per_s: float, seconds: float | None, seed: int,
                    compression: float = 1.0, orders_per_day: float = 2000.0, ack_median_s: float = 20.0,
                    operator_pace: float = 1.0, sample_size: int = 500, start_hour: float | None = None,
-                   drain_s: float = 30.0, summary_path: Path | None = None, live: bool | None = None) -> dict:
+                   drain_s: float = 30.0, summary_path: Path | None = None, live: bool | None = None,
+                   alarm_share: float = 0.001) -> dict:
     """Run the whole city against the services at their configured addresses."""
     start = None
     if start_hour is not None:
@@ -178,7 +184,7 @@ async def simulate(settings: PlatformSettings, *, events_per_s: float, seconds: 
         start = today.replace(hour=int(start_hour) % 24, minute=int(start_hour % 1 * 60))
     city = CitySimulation(settings, events_per_s=events_per_s, seed=seed, compression=compression,
                           orders_per_day=orders_per_day, ack_median_s=ack_median_s, operator_pace=operator_pace,
-                          sample_size=sample_size, start=start)
+                          sample_size=sample_size, start=start, alarm_share=alarm_share)
     task = asyncio.ensure_future(city.run(seconds, drain_s=drain_s, live=live))
     try:
         summary = await task

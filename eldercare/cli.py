@@ -54,6 +54,7 @@ def simulate(
     start_hour: Annotated[Optional[float], typer.Option(help="simulated local hour to start at (default now)")] = None,
     drain_s: Annotated[float, typer.Option(help="at the end, how long to let the stories under way finish")] = 30.0,
     summary: Annotated[Optional[Path], typer.Option(help="write the run's tally and outcomes here (JSON)")] = None,
+    alarm_share: Annotated[float, typer.Option(help="share of device events that are an SOS or a fall")] = 0.001,
 ) -> None:
     """The whole city: the county platforms post facility reports, training, family beds, visits and
     device events to the registry's gateway; offices, providers and caregivers work service orders
@@ -70,7 +71,7 @@ def simulate(
             compression=settings.simulator_compression if compression is None else compression,
             orders_per_day=settings.simulator_orders_per_day if orders_per_day is None else orders_per_day,
             ack_median_s=ack_median_s, operator_pace=operator_pace, sample_size=residents_per_county,
-            start_hour=start_hour, drain_s=drain_s, summary_path=summary))
+            start_hour=start_hour, drain_s=drain_s, summary_path=summary, alarm_share=alarm_share))
     except KeyboardInterrupt:
         return
     typer.echo(counts_line(outcome))

@@ -145,13 +145,16 @@ def training_history(county: County, seed: int = 42) -> list[dict]:
     return events
 
 
-def device_event(county_code: str, resident_id: str, rng: random.Random) -> dict:
+ALARM_SHARE = 0.001  # of device events: SOS and falls, half each
+
+
+def device_event(county_code: str, resident_id: str, rng: random.Random, alarm_share: float = ALARM_SHARE) -> dict:
     """Mostly signs of life, some vital signs, one in a thousand an SOS or a fall."""
     device = f"D-{resident_id[:8]}"
     roll = rng.random()
-    if roll < 0.0005:
+    if roll < alarm_share / 2:
         return county_event(county_code, "device.sos", {"device_id": device}, resident_id)
-    if roll < 0.001:
+    if roll < alarm_share:
         return county_event(county_code, "device.fall",
                             {"device_id": device, "confidence": round(rng.uniform(0.6, 0.99), 2)}, resident_id)
     if roll < 0.8:
@@ -209,8 +212,9 @@ class CountySimulator:
 
     def __init__(self, settings: PlatformSettings, client: httpx.AsyncClient, *, events_per_s: float = 50.0,
                  seed: int = 42, sample_size: int = 500, clock: SimClock | None = None,
-                 tally: Tally | None = None) -> None:
+                 tally: Tally | None = None, alarm_share: float = ALARM_SHARE) -> None:
         self.client = client
+        self.alarm_share = alarm_share
         self.rng = random.Random(seed)
         self.seed = seed
         self.counties = list(load_counties().values())
@@ -268,7 +272,8 @@ class CountySimulator:
         rng, residents = self.rng, self.residents.get(county_code) or []
         rate = self.rates[county_code] * seconds
         count = int(rate) + (rng.random() < rate - int(rate))
-        events = [device_event(county_code, rng.choice(residents), rng) for _ in range(count)] if residents else []
+        events = [device_event(county_code, rng.choice(residents), rng, self.alarm_share)
+                  for _ in range(count)] if residents else []
         simulated = self.clock.compression * seconds
         hour = self.clock.hour()
         yearly = self.yearly[county_code]
