@@ -23,6 +23,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ class Tally:
     # "unavailable" (503), "server" (other 5xx), "refused" (a 4xx nobody planned), "let-through"
     # (a mistake accepted), "retry-differs" (a retry not answered the same), "bug" (the simulator's).
     unexpected_by: Counter = field(default_factory=Counter)
+    # Milliseconds each answered request took, per service (the end-to-end benchmark reads them).
+    latency_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, kind: str, outcome: str, n: int = 1) -> None:
         self.rows[kind][outcome] += n
@@ -162,7 +165,9 @@ class Caller:
         error: Exception | None = None
         for pause in (*RETRY_DELAYS_S, None):
             try:
+                sent = time.perf_counter()
                 response = await self.client.request(method, path, headers=headers, json=json)
+                self.tally.latency_ms[self.audience].append((time.perf_counter() - sent) * 1000)
             except httpx.TransportError as exc:
                 response, error = None, exc
             if (response is not None and response.status_code != 503) or pause is None:
@@ -273,8 +278,9 @@ class OrdersActors:
 
     def __init__(self, settings: PlatformSettings, client: httpx.AsyncClient, tally: Tally, clock: SimClock, *,
                  seed: int, orders_per_day: float, residents: dict[str, list[Resident]],
-                 county_weights: dict[str, float]) -> None:
+                 county_weights: dict[str, float], mistake_share: float = 0.03) -> None:
         self.api = Caller(settings, client, "orders", tally)
+        self.mistake_share = mistake_share
         self.tally, self.clock, self.seed = tally, clock, seed
         self.orders_per_day = orders_per_day
         self.residents = residents
@@ -372,7 +378,7 @@ class OrdersActors:
                 "channel": channel}
         if channel == "hotline":
             body["call_reference"] = f"12345-{rng.randrange(10**8):08d}"
-        if rng.random() < 0.03:  # a mistake first: the form sent wrong, refused naming the field
+        if rng.random() < self.mistake_share:  # a mistake first: the form sent wrong, refused naming the field
             await self._bad_order(rng, who, body)
         key = self.key(rng)
         placed = await self.api.call("order.place", "POST", "/v1/orders", who, json=body, key=key, ok=(201,),

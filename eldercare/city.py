@@ -56,7 +56,8 @@ class CitySimulation:
     def __init__(self, settings: PlatformSettings, *, events_per_s: float, seed: int, compression: float = 1.0,
                  orders_per_day: float = 2000.0, ack_median_s: float = 20.0, operator_pace: float = 1.0,
                  sample_size: int = 500, start: datetime | None = None, orders: bool = True,
-                 operators: bool = True, alarm_share: float = 0.001) -> None:
+                 operators: bool = True, alarm_share: float = 0.001, mistake_share: float = 0.002,
+                 order_mistake_share: float = 0.03) -> None:
         self.settings, self.seed = settings, seed
         self.tally = Tally()
         self.clock = SimClock(compression, start)
@@ -66,8 +67,9 @@ class CitySimulation:
                                                 limits=limits) for name in ("registry", "orders", "alerts")}
         self.county = CountySimulator(settings, self.clients["registry"], events_per_s=events_per_s, seed=seed,
                                       sample_size=sample_size, clock=self.clock, tally=self.tally,
-                                      alarm_share=alarm_share)
+                                      alarm_share=alarm_share, mistake_share=mistake_share)
         self.want_orders, self.want_operators = orders, operators
+        self.order_mistake_share = order_mistake_share
         self.orders_per_day, self.ack_median_s, self.operator_pace = orders_per_day, ack_median_s, operator_pace
         self.orders: OrdersActors | None = None
         self.operators: DutyOperators | None = None
@@ -80,7 +82,7 @@ class CitySimulation:
         if self.want_orders and self.orders_per_day > 0:
             self.orders = OrdersActors(self.settings, self.clients["orders"], self.tally, self.clock, seed=self.seed,
                                        orders_per_day=self.orders_per_day, residents=self.county.homes,
-                                       county_weights=weights)
+                                       county_weights=weights, mistake_share=self.order_mistake_share)
             try:
                 await self.orders.setup()
             except httpx.HTTPError as exc:
@@ -176,7 +178,8 @@ async def simulate(settings: PlatformSettings, *, events_per_s: float, seconds: 
                    compression: float = 1.0, orders_per_day: float = 2000.0, ack_median_s: float = 20.0,
                    operator_pace: float = 1.0, sample_size: int = 500, start_hour: float | None = None,
                    drain_s: float = 30.0, summary_path: Path | None = None, live: bool | None = None,
-                   alarm_share: float = 0.001) -> dict:
+                   alarm_share: float = 0.001, mistake_share: float = 0.002,
+                   order_mistake_share: float = 0.03) -> dict:
     """Run the whole city against the services at their configured addresses."""
     start = None
     if start_hour is not None:
@@ -184,7 +187,8 @@ async def simulate(settings: PlatformSettings, *, events_per_s: float, seconds: 
         start = today.replace(hour=int(start_hour) % 24, minute=int(start_hour % 1 * 60))
     city = CitySimulation(settings, events_per_s=events_per_s, seed=seed, compression=compression,
                           orders_per_day=orders_per_day, ack_median_s=ack_median_s, operator_pace=operator_pace,
-                          sample_size=sample_size, start=start, alarm_share=alarm_share)
+                          sample_size=sample_size, start=start, alarm_share=alarm_share,
+                          mistake_share=mistake_share, order_mistake_share=order_mistake_share)
     task = asyncio.ensure_future(city.run(seconds, drain_s=drain_s, live=live))
     try:
         summary = await task

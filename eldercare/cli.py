@@ -55,6 +55,10 @@ def simulate(
     drain_s: Annotated[float, typer.Option(help="at the end, how long to let the stories under way finish")] = 30.0,
     summary: Annotated[Optional[Path], typer.Option(help="write the run's tally and outcomes here (JSON)")] = None,
     alarm_share: Annotated[float, typer.Option(help="share of device events that are an SOS or a fall")] = 0.001,
+    mistake_share: Annotated[float, typer.Option(
+        help="share of device events with a mistake beside them (re-sent, malformed, unknown resident)")] = 0.002,
+    order_mistake_share: Annotated[float, typer.Option(
+        help="share of orders first sent wrong (past start, quantity 0, unknown item or resident, no key)")] = 0.03,
 ) -> None:
     """The whole city: the county platforms post facility reports, training, family beds, visits and
     device events to the registry's gateway; offices, providers and caregivers work service orders
@@ -71,7 +75,8 @@ def simulate(
             compression=settings.simulator_compression if compression is None else compression,
             orders_per_day=settings.simulator_orders_per_day if orders_per_day is None else orders_per_day,
             ack_median_s=ack_median_s, operator_pace=operator_pace, sample_size=residents_per_county,
-            start_hour=start_hour, drain_s=drain_s, summary_path=summary, alarm_share=alarm_share))
+            start_hour=start_hour, drain_s=drain_s, summary_path=summary, alarm_share=alarm_share,
+            mistake_share=mistake_share, order_mistake_share=order_mistake_share))
     except KeyboardInterrupt:
         return
     typer.echo(counts_line(outcome))
@@ -421,6 +426,29 @@ def bench_reporting_command(
 
     with bench_infrastructure() as (url, bootstrap):
         asyncio.run(bench_reporting(url, bootstrap, residents, rate, seconds))
+
+
+@bench_app.command("all")
+def bench_all_command(
+    quick: Annotated[bool, typer.Option("--quick", help="every part small: a first look in under 5 minutes")] = False,
+    part: Annotated[Optional[list[str]], typer.Option(
+        help="only these parts (repeatable): backbone, registry_import, registry_api, orders, alerts, reporting, "
+             "pg_recovery, city")] = None,
+    docs: Annotated[Path, typer.Option(help="the folder with benchmarks.md (its generated section is rewritten) "
+                                            "and where the chart goes")] = Path("docs"),
+) -> None:
+    """Every benchmark in one run (each part on a fresh database, raw limits measured alongside), the
+    whole platform under the city simulator at increasing load until a latency target breaks; then
+    the figures section of docs/benchmarks.md rewritten and a chart of answer time against load."""
+    from bench.all import PARTS, run_all
+
+    chosen = tuple(part or PARTS)
+    unknown = [p for p in chosen if p not in PARTS]
+    if unknown:
+        raise typer.BadParameter(f"unknown part {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    results = run_all(quick=quick, parts=chosen, docs=docs.resolve())
+    typer.echo(f"wrote {docs / 'benchmarks.md'} (section) and {docs / 'bench-city-latency.png'}; "
+               f"seconds per part: {results['seconds']}")
 
 
 @bench_app.command("pg-recovery")

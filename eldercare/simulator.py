@@ -212,9 +212,10 @@ class CountySimulator:
 
     def __init__(self, settings: PlatformSettings, client: httpx.AsyncClient, *, events_per_s: float = 50.0,
                  seed: int = 42, sample_size: int = 500, clock: SimClock | None = None,
-                 tally: Tally | None = None, alarm_share: float = ALARM_SHARE) -> None:
+                 tally: Tally | None = None, alarm_share: float = ALARM_SHARE,
+                 mistake_share: float = MISTAKE_SHARE) -> None:
         self.client = client
-        self.alarm_share = alarm_share
+        self.alarm_share, self.mistake_share = alarm_share, mistake_share
         self.rng = random.Random(seed)
         self.seed = seed
         self.counties = list(load_counties().values())
@@ -232,7 +233,7 @@ class CountySimulator:
         self.rejected = 0
         self.sent: Counter = Counter()      # event kind -> posted
         self.taken: Counter = Counter()     # event kind -> accepted by the gateway
-        self._recent: list[dict] = []       # a few accepted events, to re-send by mistake
+        self._recent: dict[str, list[dict]] = {}  # a few accepted events per county, to re-send by mistake
         self._last_tick = time.monotonic()
 
     async def start(self) -> None:
@@ -251,10 +252,19 @@ class CountySimulator:
         now = time.monotonic()
         seconds = now - self._last_tick if seconds is None else seconds
         self._last_tick = now
-        for county in self.counties:
-            events = self._batch(county.code, max(0.0, min(seconds, 5.0)))
-            if events:
-                await self._post(county.code, events)
+        # The batches are drawn in county order (the same seed, the same choices), then the eight
+        # platforms post side by side, as eight separate systems do.
+        batches = [(county.code, self._batch(county.code, max(0.0, min(seconds, 5.0)))) for county in self.counties]
+
+        async def post(code: str, events: list[dict]) -> None:
+            for i in range(0, len(events), 1000):  # the gateway takes up to 1,000 a request
+                await self._post(code, events[i:i + 1000])
+
+        outcomes = await asyncio.gather(*(post(code, events) for code, events in batches if events),
+                                        return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def run(self, seconds: float | None = None) -> None:
         """Start, then tick every second until cancelled (or for `seconds`)."""
@@ -289,13 +299,12 @@ class CountySimulator:
             i = rng.randrange(len(facilities))
             facilities[i] = with_new_occupancy(facilities[i], rng)
             events.append(facility_event(county_code, facilities[i]))
-        mistakes = draw(rate * MISTAKE_SHARE, rng) if residents else 0
+        mistakes = draw(rate * self.mistake_share, rng) if residents else 0
+        recent = self._recent.get(county_code)
         for _ in range(mistakes):
             kind = rng.choice(("duplicate", "malformed", "unknown"))
-            if kind == "duplicate" and self._recent:
-                event = dict(rng.choice(self._recent))
-                if event["countycode"] != county_code:
-                    continue
+            if kind == "duplicate" and recent:
+                event = dict(rng.choice(recent))
                 event["_expect"] = "duplicate"
             elif kind == "malformed":
                 event = malformed_event(county_code, rng.choice(residents), rng)
@@ -340,7 +349,9 @@ class CountySimulator:
         kinds = [self.kind(e) if i not in expect else "mistake" for i, e in enumerate(events)]
         for k in kinds:
             self.sent[k] += 1
+        sent = time.perf_counter()
         response = await self.client.post("/v1/events", headers=self.headers(county_code), json=events)
+        self.tally.latency_ms["registry"].append((time.perf_counter() - sent) * 1000)
         if response.status_code >= 500:
             raise httpx.HTTPStatusError("registry error", request=response.request, response=response)
         body = response.json()
@@ -360,10 +371,11 @@ class CountySimulator:
                 self.accepted += 1
                 self.taken[kinds[i]] += 1
                 self.tally.add(f"gateway.{kinds[i]}", "ok")
-                if len(self._recent) < 200:
-                    self._recent.append(events[i])
+                recent = self._recent.setdefault(county_code, [])
+                if len(recent) < 50:
+                    recent.append(events[i])
                 elif self.rng.random() < 0.05:
-                    self._recent[self.rng.randrange(200)] = events[i]
+                    recent[self.rng.randrange(50)] = events[i]
             elif status == "duplicate":
                 # a restart re-posting the training history (fixed ids) is answered as a duplicate
                 self.tally.add(f"gateway.{kinds[i]}", "same")
