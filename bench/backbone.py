@@ -98,13 +98,13 @@ async def consumer_throughput(url: str, bootstrap: str, schema: str, topic: str,
         await db.close()
 
 
-def main(events: int = 50_000, runs: int = 3) -> None:
+def main(events: int = 50_000, runs: int = 3) -> dict:
     """Run the backbone benchmark on a fresh database and a private broker."""
     with bench_infrastructure() as (url, bootstrap):
-        asyncio.run(_run(url, bootstrap, events, runs))
+        return asyncio.run(_run(url, bootstrap, events, runs))
 
 
-async def _run(url: str, bootstrap: str, events: int, runs: int) -> None:
+async def _run(url: str, bootstrap: str, events: int, runs: int) -> dict:
     if True:
         figures: dict[str, list[float]] = {k: [] for k in ("raw_produce", "relay", "raw_consume", "consumer")}
         for run in range(runs):
@@ -131,3 +131,4 @@ async def _run(url: str, bootstrap: str, events: int, runs: int) -> None:
         table.add_row("idempotent consumer (inbox + 1 insert/event)", f"{median(figures['consumer']):,.0f}",
                       f"{median(figures['consumer']) / rc:.2f}")
         console.print(table)
+        return {"events": events, "runs": runs, **{f"{k}_per_s": round(median(v)) for k, v in figures.items()}}

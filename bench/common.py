@@ -128,8 +128,8 @@ class ServiceProcess:
         import subprocess
         import sys
 
-        env = dict(os.environ, DATABASE_URL=url, KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-                   **{f"{name.upper()}_PORT": str(port)}, LOG_LEVEL="WARNING", **(extra_env or {}))
+        env = {**os.environ, "DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+               f"{name.upper()}_PORT": str(port), "LOG_LEVEL": "WARNING", **(extra_env or {})}
         log_dir.mkdir(parents=True, exist_ok=True)
         self.name, self.port = name, port
         self.base_url = f"http://127.0.0.1:{port}"

@@ -146,7 +146,7 @@ async def _measure(postgres: EmbeddedPostgres, ports: dict[str, int], runs: int)
     return results
 
 
-def main(runs: int = 3) -> None:
+def main(runs: int = 3) -> dict:
     folder = STATE / "bench-pg-recovery"
     shutil.rmtree(folder, ignore_errors=True)
     postgres = EmbeddedPostgres(folder / "pgdata").start()
@@ -178,9 +178,12 @@ def main(runs: int = 3) -> None:
         shutil.rmtree(folder, ignore_errors=True)
     print("\n| outage | PostgreSQL start (s) | registry serving (s) | dashboard serving (s) | reporting caught up (s) |")
     print("| --- | ---: | ---: | ---: | ---: |")
+    medians: dict[str, dict] = {}
     for outage in ("stopped", "killed"):
         rows = [r for r in results if r["outage"] == outage]
         med = {k: statistics.median(r[k] for r in rows if r[k] is not None)
                for k in ("start_s", "registry_s", "dashboard_s", "consistent_s")}
         print(f"| {outage} | {med['start_s']:.2f} | {med['registry_s']:.2f} | {med['dashboard_s']:.2f} | "
               f"{med['consistent_s']:.2f} |")
+        medians[outage] = med
+    return medians
