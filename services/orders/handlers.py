@@ -5,6 +5,7 @@ same transaction (STYLE #1, #11). The rules they apply live in domain/."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -31,7 +32,8 @@ from shared.auth import Principal, Role
 from shared.events import make_event
 from shared.events.envelope import CloudEvent
 from shared.idcard import mask_phone
-from shared.messaging.outbox import add_events
+from shared.idempotency import StoredResponse, stored_answer
+from shared.messaging.outbox import add_events, outbox_row
 from shared.problems import BadRequest, Forbidden, Unprocessable
 from shared.regions import load_counties
 
@@ -566,34 +568,47 @@ def _check_channel(principal: Principal, cmd: PlaceOrder) -> None:
 
 
 class BudgetContended(Exception):
-    """Another order took budget between this order's read and its write: place it again with
-    the county's budget rows locked from the start."""
+    """Another order took cap or budget between this order's read and its write: place it again
+    with the resident's cap rows and the county's budget rows locked from the start."""
 
 
-async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: PlaceOrder, cfg: OrdersSettings,
-                      now: datetime | None = None, lock_budgets: bool = False):
-    """Check everything, price and split the order, reserve the caps, budgets and capacity it takes,
-    and record it with its event — all in the caller's transaction, so a refusal writes nothing.
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The request's Idempotency-Key, whose answer is stored in the order's own statements."""
 
-    The county's budget rows are the hottest rows of the service (every subsidised order of a
-    county writes them), so by default they are read without a lock and written last, on the
-    condition that nothing overdraws them; if another order got there first, BudgetContended
-    asks the caller to run it again with `lock_budgets`."""
-    now = now or datetime.now(timezone.utc)
-    _check_channel(principal, cmd)
-    month = month_of(local_day(cmd.scheduled_start))
-    # One round trip for what the checks need (this is the hot path: `eldercare bench orders`).
-    facts = await conn.fetchrow(
-        """SELECT r.*, to_jsonb(p) AS provider,
-                  (SELECT jsonb_object_agg(i.service_code, jsonb_build_array(i.price_fen, i.daily_capacity))
-                   FROM provider_items i WHERE i.provider_id = $2) AS offers,
-                  (SELECT array_agg(ARRAY[v.scope, v.version::text, v.id::text, v.created_at::text]
-                                    ORDER BY v.scope, v.version)
-                   FROM policies v WHERE v.scope IN ('city', r.county_code)) AS policies,
-                  (SELECT jsonb_object_agg(b.source, b.spent_fen) FROM budget_spend b
-                   WHERE b.county_code = r.county_code AND b.month = $3) AS spent
-           FROM (SELECT 1) one LEFT JOIN residents r ON r.resident_id = $1
-           LEFT JOIN providers p ON p.id = $2""", cmd.resident_id, cmd.provider_id, month)
+    actor: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(slots=True)
+class Checked:
+    """An order that passed the checks, before pricing."""
+
+    resident: object
+    provider: dict
+    day: date
+    lines: list[Line]
+    items: list[dict]
+    minutes: int
+    capacity: dict[str, int]
+
+
+@dataclass(slots=True)
+class Placement:
+    """A priced order and what it takes: the row as placed, the resident's caps (benefit, fen,
+    monthly cap), the county's budget (source, fen, budget) and the provider's capacity (service,
+    units, daily capacity), each in key order, and the outbox row of its event."""
+
+    order: dict
+    caps: list[tuple[str, int, int]]
+    spend: list[tuple[str, int, int]]
+    load: list[tuple[str, int, int]]
+    outbox: tuple
+
+
+def check_order(principal: Principal, cmd: PlaceOrder, cfg: OrdersSettings, facts, now: datetime) -> Checked:
+    """Everything that can refuse an order before anything is taken, from `store.order_facts`' row."""
     if facts["resident_id"] is None:
         raise ResidentUnknown("Orders knows no resident with this id (it learns them from the registry's events; "
                               "a resident registered a moment ago may take a second to arrive).", field="resident_id")
@@ -618,140 +633,139 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
         raise PartyNotFound("No provider has this id.", field="provider_id")
     if principal.role == Role.PROVIDER and principal.provider_id != provider["id"]:
         raise Forbidden("A provider places orders for itself only.", field="provider_id")
-    if principal.role == Role.CAREGIVER:
-        own = await conn.fetchval("SELECT provider_id FROM caregivers WHERE id = $1", principal.caregiver_id)
-        if own != provider["id"]:
-            raise Forbidden("A caregiver places orders for their own provider only.", field="provider_id")
+    if principal.role == Role.CAREGIVER and facts["caregiver_provider"] != provider["id"]:
+        raise Forbidden("A caregiver places orders for their own provider only.", field="provider_id")
     if not provider["active"]:
         raise ItemNotOffered("This provider takes no orders (inactive).", field="provider_id")
     if provider["county_code"] != resident.county_code:
         raise ItemNotOffered(f"This provider serves county {provider['county_code']}; the resident lives in "
                              f"{resident.county_code}.", field="provider_id")
-    menu = MENU  # the catalog table holds exactly these terms (seed_reference)
-    offers = {code: {"price_fen": price, "daily_capacity": cap} for code, (price, cap) in
-              (facts["offers"] or {}).items()}
+    offers = facts["offers"] or {}
     lines: list[Line] = []
     items: list[dict] = []
+    capacity: dict[str, int] = {}
     minutes = 0
-    seen: set[str] = set()
     for i, (code, quantity) in enumerate(cmd.items):
-        item = menu.get(code)
+        item = MENU.get(code)  # the catalog table holds exactly these terms (seed_reference)
         if item is None:
             raise InvalidOrder(f"{code!r} is not on the menu.", field=f"items[{i}].service_code")
-        if code in seen:
+        if code in capacity:
             raise InvalidOrder(f"{code!r} is listed twice; order a larger quantity.", field=f"items[{i}].service_code")
-        seen.add(code)
         offer = offers.get(code)
         if offer is None:
             raise ItemNotOffered(f"This provider does not offer {code}.", field=f"items[{i}].service_code")
+        price, capacity[code] = offer
         reason = unmet(item.eligibility, resident, day)
         if reason is not None:
             raise NotEligible(f"The resident may not order {code}: {reason}.", field=f"items[{i}].service_code")
-        lines.append(Line(code, quantity, offer["price_fen"]))
+        lines.append(Line(code, quantity, price))
         items.append({"service_code": code, "name_zh": item.name_zh, "unit": item.unit, "quantity": quantity,
-                      "unit_price_fen": offer["price_fen"], "price_fen": quantity * offer["price_fen"],
-                      "qualification": item.qualification})
+                      "unit_price_fen": price, "price_fen": quantity * price, "qualification": item.qualification})
         minutes += quantity * item.minutes_per_unit
-    # Row locks in one order everywhere (LOCK ORDER below): capacity rows by service code.
-    for i, line in sorted(enumerate(lines), key=lambda pair: pair[1].service_code):
-        capacity = offers[line.service_code]["daily_capacity"]
-        booked = None
-        if line.quantity <= capacity:
-            booked = await conn.fetchval(
-                "INSERT INTO provider_load AS l (provider_id, service_code, day, booked) VALUES ($1,$2,$3,$4) "
-                "ON CONFLICT (provider_id, service_code, day) DO UPDATE SET booked = l.booked + EXCLUDED.booked "
-                "WHERE l.booked + EXCLUDED.booked <= $5 RETURNING booked",
-                provider["id"], line.service_code, day, line.quantity, capacity)
-        if booked is None:
-            raise OverCapacity(f"The provider's capacity for {line.service_code} on {day.isoformat()} "
-                               f"({capacity} a day) is taken.", field=f"items[{i}].quantity")
-    policy = resolve(await cached_policy_versions(conn, facts["policies"] or []), resident.county_code, day)
-    benefits = benefits_for(policy, resident, day)
-    cap_left: dict[str, int] = {}
-    budget_left: dict[str, int] = {}
-    if benefits:
-        # Upserts that change nothing but lock the rows (created if missing) and return their latest
-        # values: one resident's orders are priced one after the other against their caps, and a
-        # county's budget rows are locked in source order, so concurrent orders cannot deadlock.
-        used = {r["benefit_code"]: r["used_fen"] for r in await conn.fetch(
-            "INSERT INTO entitlement_usage AS u (resident_id, month, benefit_code) "
-            "SELECT $1, $2, unnest($3::text[]) ON CONFLICT (resident_id, month, benefit_code) "
-            "DO UPDATE SET used_fen = u.used_fen RETURNING benefit_code, used_fen",
-            cmd.resident_id, month, sorted(b.code for b in benefits))}
-        cap_left = {b.code: b.monthly_cap_fen - used.get(b.code, 0) for b in benefits}
-        sources = sorted({b.source for b in benefits})
-        spent = facts["spent"] or {}
-        if lock_budgets or not set(sources) <= set(spent):
-            spent = {r["source"]: r["spent_fen"] for r in await conn.fetch(
-                "INSERT INTO budget_spend AS b (county_code, month, source) SELECT $1, $2, unnest($3::text[]) "
-                "ON CONFLICT (county_code, month, source) DO UPDATE SET spent_fen = b.spent_fen "
-                "RETURNING source, spent_fen", resident.county_code, month, sources)}
-        budget_left = {s: policy.budgets.get(s, 0) - spent.get(s, 0) for s in sources}
-    split = split_order(lines, benefits, cap_left, budget_left)
+    for i, line in enumerate(lines):
+        if line.quantity > capacity[line.service_code]:
+            raise over_capacity(line, capacity[line.service_code], day, i)
+    return Checked(resident, provider, day, lines, items, minutes, capacity)
+
+
+def over_capacity(line: Line, capacity: int, day: date, i: int) -> OverCapacity:
+    return OverCapacity(f"The provider's capacity for {line.service_code} on {day.isoformat()} "
+                        f"({capacity} a day) is taken.", field=f"items[{i}].quantity")
+
+
+def price_order(principal: Principal, cmd: PlaceOrder, cfg: OrdersSettings, checked: Checked, policy,
+                benefits: list, used: dict[str, int], spent: dict[str, int], now: datetime) -> Placement:
+    """Split the order against what is left of the caps and budgets (`used`, `spent`: this month's,
+    as read) and build its row and event: pure, nothing is written."""
+    resident, month = checked.resident, month_of(checked.day)
+    cap_left = {b.code: b.monthly_cap_fen - used.get(b.code, 0) for b in benefits}
+    sources = sorted({b.source for b in benefits})
+    budget_left = {s: policy.budgets.get(s, 0) - spent.get(s, 0) for s in sources}
+    split = split_order(checked.lines, benefits, cap_left, budget_left)
     notes = list(split.notes) or ([] if benefits else ["no benefit applies: paid personally"])
-    for item, line_split in zip(items, split.lines):
+    for item, line_split in zip(checked.items, split.lines):
         item["funding"] = {f"{s}_fen": line_split.fen[s] for s in SOURCES}
-    if split.used:
-        await conn.execute(
-            "UPDATE entitlement_usage u SET used_fen = u.used_fen + t.f FROM unnest($3::text[], $4::bigint[]) AS t(b, f) "
-            "WHERE u.resident_id = $1 AND u.month = $2 AND u.benefit_code = t.b",
-            cmd.resident_id, month, list(split.used), list(split.used.values()))
-    order_id = uuid.uuid4()
-    row = await conn.fetchrow(
-        """INSERT INTO orders (id, resident_id, county_code, provider_id, channel, call_reference, state, items,
-               scheduled_start, scheduled_minutes, service_day, month, price_fen, government_fen, collective_fen,
-               social_fen, personal_fen, entitlement_use, policy_ref, subsidy_notes, placed_by, placed_at, updated_at,
-               due_at)
-           VALUES ($1,$2,$3,$4,$5,$6,'placed',$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$21,$22)
-           RETURNING *""",
-        order_id, cmd.resident_id, resident.county_code, provider["id"], cmd.channel, cmd.call_reference, items,
-        start, minutes, day, month, split.price_fen, split.totals["government"], split.totals["collective"],
-        split.totals["social"], split.totals["personal"], split.used, policy.ref, notes, principal.subject, now,
-        first_due("placed", now, start, cfg.timers))
-    await add_events(conn, [_order_event(row, "eldercare.order.placed.v1", {
-        "service_code": items[0]["service_code"], "provider_id": provider["id"], "scheduled_start": start.isoformat(),
-        "scheduled_minutes": minutes, "price_fen": split.price_fen, "channel": cmd.channel,
+    caps = {b.code: b.monthly_cap_fen for b in benefits}
+    start = cmd.scheduled_start.astimezone(timezone.utc)  # as PostgreSQL gives a timestamptz back
+    order = {
+        "id": uuid.uuid4(), "resident_id": cmd.resident_id, "county_code": resident.county_code,
+        "provider_id": checked.provider["id"], "channel": cmd.channel, "call_reference": cmd.call_reference,
+        "state": "placed", "items": checked.items, "scheduled_start": start, "scheduled_minutes": checked.minutes,
+        "service_day": checked.day, "month": month, "price_fen": split.price_fen,
+        **{f"{s}_fen": split.totals[s] for s in SOURCES}, "entitlement_use": split.used, "policy_ref": policy.ref,
+        "subsidy_notes": notes, "placed_by": principal.subject, "placed_at": now, "updated_at": now,
+        "due_at": first_due("placed", now, start, cfg.timers), **store.UNPLACED_DEFAULTS,
+    }
+    event = _order_event(order, "eldercare.order.placed.v1", {
+        "service_code": checked.items[0]["service_code"], "provider_id": order["provider_id"],
+        "scheduled_start": cmd.scheduled_start.isoformat(), "scheduled_minutes": checked.minutes,
+        "price_fen": split.price_fen, "channel": cmd.channel,
         "items": [{"service_code": i["service_code"], "quantity": i["quantity"], "unit_price_fen": i["unit_price_fen"]}
-                  for i in items],
-        "funding": {f"{s}_fen": split.totals[s] for s in SOURCES}, "policy_ref": policy.ref})])
-    spent_now = {s: f for s, f in sorted(split.spent.items()) if f}
-    if spent_now:
-        # Last, so the row lock is held only for the commit; never beyond the budget. The rows are
-        # locked in source order first: an UPDATE ... FROM locks in whatever order its join meets
-        # them, and two orders locking a county's sources in different orders deadlock.
-        if len(spent_now) > 1 and not lock_budgets:
-            await lock_budget_rows(conn, resident.county_code, month, list(spent_now))
-        updated = await conn.fetch(
-            "UPDATE budget_spend b SET spent_fen = b.spent_fen + t.f "
-            "FROM unnest($3::text[], $4::bigint[], $5::bigint[]) AS t(s, f, budget) "
-            "WHERE b.county_code = $1 AND b.month = $2 AND b.source = t.s AND b.spent_fen + t.f <= t.budget "
-            "RETURNING b.source", resident.county_code, month, list(spent_now), list(spent_now.values()),
-            [policy.budgets.get(s, 0) for s in spent_now])
-        if len(updated) < len(spent_now):
-            raise BudgetContended()
-    return row, resident
+                  for i in checked.items],
+        "funding": {f"{s}_fen": split.totals[s] for s in SOURCES}, "policy_ref": policy.ref})
+    return Placement(
+        order,
+        caps=sorted((code, fen, caps[code]) for code, fen in split.used.items() if fen),
+        spend=sorted((s, fen, policy.budgets.get(s, 0)) for s, fen in split.spent.items() if fen),
+        load=sorted((line.service_code, line.quantity, checked.capacity[line.service_code]) for line in checked.lines),
+        outbox=outbox_row(event))
 
 
-# LOCK ORDER. Placing an order and ending one write the same shared rows: the provider's capacity
-# (provider_load), the resident's caps (entitlement_usage), the county's budgets (budget_spend).
-# Every transaction takes them in that order, and within a table in key order (service code,
-# benefit code, source), so two of them never wait for each other (found by
-# `eldercare bench orders --part lifecycle`: 8 callers deadlocked within a thousand orders).
+async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: PlaceOrder, cfg: OrdersSettings,
+                      claim: Claim, respond: Callable[[dict, object], StoredResponse], schema: str,
+                      now: datetime | None = None, lock_budgets: bool = False) -> tuple[StoredResponse, bool]:
+    """Claim the Idempotency-Key, check everything, price and split the order, take the caps, budgets
+    and capacity it needs, and record it with its event and the key's answer — all in the caller's
+    transaction, so a refusal writes nothing. Returns the answer and whether it is a replay.
+
+    Two statements (the hot path: `eldercare bench orders`): `store.order_facts` reads without
+    locks, `store.write_order` takes on condition. The caps and budget rows are the hottest of the
+    service (every subsidised order of a county writes its budget rows), so they are locked only
+    by that last statement, for its commit; if another order got there first, BudgetContended
+    asks the caller to run it again with `lock_budgets` (locked before pricing)."""
+    now = now or datetime.now(timezone.utc)
+    _check_channel(principal, cmd)
+    month = month_of(local_day(cmd.scheduled_start))
+    facts = await store.order_facts(conn, cmd.resident_id, cmd.provider_id, month, claim.actor, claim.key,
+                                    claim.fingerprint, principal.caregiver_id)
+    replay = stored_answer(facts, claim.fingerprint)
+    if replay is not None:
+        return replay, True
+    checked = check_order(principal, cmd, cfg, facts, now)
+    resident = checked.resident
+    policy = resolve(await cached_policy_versions(conn, facts["policies"] or []), resident.county_code, checked.day)
+    benefits = benefits_for(policy, resident, checked.day)
+    used, spent = facts["used"] or {}, facts["spent"] or {}
+    if lock_budgets and benefits:
+        used, spent = await store.lock_allowances(conn, cmd.resident_id, resident.county_code, month,
+                                                  sorted(b.code for b in benefits),
+                                                  sorted({b.source for b in benefits}))
+    placement = price_order(principal, cmd, cfg, checked, policy, benefits, used, spent, now)
+    answer = respond(placement.order, resident)
+    taken = await store.write_order(conn, placement.order, placement.caps, placement.spend, placement.load,
+                                    placement.outbox, claim.actor, claim.key,
+                                    (answer.status, answer.body, answer.headers), schema)
+    if len(taken["booked"]) < len(placement.load):
+        for i, line in enumerate(checked.lines):
+            if line.service_code not in taken["booked"]:
+                raise over_capacity(line, checked.capacity[line.service_code], checked.day, i)
+    if taken["caps"] < len(placement.caps) or taken["budgets"] < len(placement.spend):
+        raise BudgetContended()
+    return answer, False
 
 
-async def lock_budget_rows(conn: asyncpg.Connection, county: str, month: str, sources: list[str]) -> None:
-    await conn.execute("SELECT 1 FROM budget_spend WHERE county_code = $1 AND month = $2 AND source = ANY($3::text[]) "
-                       "ORDER BY source FOR UPDATE", county, month, sources)
+# LOCK ORDER. Placing an order and ending one write the same shared rows: the resident's caps
+# (entitlement_usage), the county's budgets (budget_spend), the provider's capacity (provider_load).
+# Every transaction takes them in that order (store.write_order's statement does), and within a
+# table in key order (benefit code, source, service code), so two of them never wait for each other
+# (found by `eldercare bench orders --part lifecycle`: 8 callers deadlocked within a thousand orders
+# while placing and releasing took them in different orders).
 
 
 async def release(conn: asyncpg.Connection, row) -> None:
-    """Give back what an order reserved when it ends without a visit: the provider's capacity, the
-    resident's caps and the county's budget (in the LOCK ORDER)."""
-    items = sorted((i["service_code"], i["quantity"]) for i in row["items"])
-    for code, quantity in items:
-        await conn.execute(
-            "UPDATE provider_load SET booked = booked - $4 WHERE provider_id = $1 AND day = $2 AND service_code = $3",
-            row["provider_id"], row["service_day"], code, quantity)
+    """Give back what an order reserved when it ends without a visit: the resident's caps, the
+    county's budget and the provider's capacity, in the LOCK ORDER (an UPDATE ... FROM locks rows in
+    whatever order its join meets them, hence the SELECT ... ORDER BY ... FOR UPDATE first)."""
     use = dict(sorted((row["entitlement_use"] or {}).items()))
     if use:
         await conn.execute(
@@ -763,11 +777,17 @@ async def release(conn: asyncpg.Connection, row) -> None:
             row["resident_id"], row["month"], list(use), [int(v) for v in use.values()])
     spent = {s: row[f"{s}_fen"] for s in sorted(PUBLIC_SOURCES) if row[f"{s}_fen"]}
     if spent:
-        await lock_budget_rows(conn, row["county_code"], row["month"], list(spent))
+        await conn.execute(
+            "SELECT 1 FROM budget_spend WHERE county_code = $1 AND month = $2 AND source = ANY($3::text[]) "
+            "ORDER BY source FOR UPDATE", row["county_code"], row["month"], list(spent))
         await conn.execute(
             "UPDATE budget_spend b SET spent_fen = b.spent_fen - t.f FROM unnest($3::text[], $4::bigint[]) AS t(s, f) "
             "WHERE b.county_code = $1 AND b.month = $2 AND b.source = t.s",
             row["county_code"], row["month"], list(spent), list(spent.values()))
+    for code, quantity in sorted((i["service_code"], i["quantity"]) for i in row["items"]):
+        await conn.execute(
+            "UPDATE provider_load SET booked = booked - $4 WHERE provider_id = $1 AND day = $2 AND service_code = $3",
+            row["provider_id"], row["service_day"], code, quantity)
 
 
 # Who may take each step (scope is checked as well: a provider its own orders, a county its own).

@@ -369,3 +369,128 @@ async def closed_months(conn: asyncpg.Connection, county: str, from_month: str) 
     rows = await conn.fetch("SELECT month FROM settlement_closures WHERE county_code = $1 AND month >= $2",
                             county, from_month)
     return {r["month"] for r in rows}
+
+
+# ---------------------------------------------------------------- placing an order (the hot path)
+# Two statements between BEGIN and COMMIT (`eldercare bench orders`; docs/benchmarks.md): one
+# claims the Idempotency-Key and reads everything the checks and the pricing need, one writes
+# everything the order takes, records it with its event and stores the answer.
+
+from shared.idempotency import claim_cte, remember_sql  # noqa: E402
+from shared.messaging.schema import notify_channel  # noqa: E402
+
+ORDER_FACTS_SQL = f"""
+WITH {claim_cte("$4", "$5", "$6")}
+SELECT c.*, r.*, to_jsonb(p) AS provider,
+       (SELECT jsonb_object_agg(i.service_code, jsonb_build_array(i.price_fen, i.daily_capacity))
+        FROM provider_items i WHERE i.provider_id = $2) AS offers,
+       (SELECT array_agg(ARRAY[v.scope, v.version::text, v.id::text, v.created_at::text]
+                         ORDER BY v.scope, v.version)
+        FROM policies v WHERE v.scope IN ('city', r.county_code)) AS policies,
+       (SELECT jsonb_object_agg(b.source, b.spent_fen) FROM budget_spend b
+        WHERE b.county_code = r.county_code AND b.month = $3) AS spent,
+       (SELECT jsonb_object_agg(u.benefit_code, u.used_fen) FROM entitlement_usage u
+        WHERE u.resident_id = $1 AND u.month = $3) AS used,
+       (SELECT g.provider_id FROM caregivers g WHERE g.id = $7) AS caregiver_provider
+FROM claim c LEFT JOIN residents r ON r.resident_id = $1 LEFT JOIN providers p ON p.id = $2"""
+
+
+async def order_facts(conn: asyncpg.Connection, resident_id: uuid.UUID, provider_id: str, month: str,
+                      actor: str, key: str, fingerprint: str, caregiver_id: str | None) -> asyncpg.Record:
+    """Claim the key and read, unlocked: the resident, the provider and its offers, the policy
+    versions of the city and the resident's county, the county's budget spent and the resident's
+    caps used this month, and (for a caregiver placing) the caregiver's provider."""
+    return await conn.fetchrow(ORDER_FACTS_SQL, resident_id, provider_id, month, actor, key, fingerprint,
+                               caregiver_id)
+
+
+async def lock_allowances(conn: asyncpg.Connection, resident_id: uuid.UUID, county: str, month: str,
+                          benefit_codes: list[str], sources: list[str]) -> tuple[dict, dict]:
+    """Lock (creating them if missing) and read the resident's cap rows and the county's budget rows,
+    caps first and each in key order, as `write_order` takes them, so orders cannot deadlock."""
+    row = await conn.fetchrow(
+        """WITH caps AS (
+               INSERT INTO entitlement_usage AS u (resident_id, month, benefit_code)
+               SELECT $1, $3, b FROM unnest($4::text[]) AS b ORDER BY b
+               ON CONFLICT (resident_id, month, benefit_code) DO UPDATE SET used_fen = u.used_fen
+               RETURNING benefit_code, used_fen),
+           budget AS (
+               INSERT INTO budget_spend AS b (county_code, month, source)
+               SELECT $2, $3, s FROM unnest($5::text[]) AS s CROSS JOIN (SELECT count(*) FROM caps) AS after_caps
+               ORDER BY s
+               ON CONFLICT (county_code, month, source) DO UPDATE SET spent_fen = b.spent_fen
+               RETURNING source, spent_fen)
+           SELECT (SELECT jsonb_object_agg(benefit_code, used_fen) FROM caps) AS used,
+                  (SELECT jsonb_object_agg(source, spent_fen) FROM budget) AS spent""",
+        resident_id, county, month, benefit_codes, sources)
+    return row["used"] or {}, row["spent"] or {}
+
+
+# The columns an order is placed with; the others start at these values (the model's defaults),
+# so the placed order is known without reading it back (tests/unit/test_orders_placing.py checks
+# the two lists cover the model).
+PLACED_COLUMNS = ("id", "resident_id", "county_code", "provider_id", "channel", "call_reference", "state", "items",
+                  "scheduled_start", "scheduled_minutes", "service_day", "month", "price_fen", "government_fen",
+                  "collective_fen", "social_fen", "personal_fen", "entitlement_use", "policy_ref", "subsidy_notes",
+                  "placed_by", "placed_at", "updated_at", "due_at")
+UNPLACED_DEFAULTS = {
+    "caregiver_id": None, "version": 1, "accepted_at": None, "assigned_at": None, "check_in_at": None,
+    "check_in_lat": None, "check_in_lon": None, "check_in_accuracy_m": None, "check_in_distance_m": None,
+    "check_out_at": None, "check_out_lat": None, "check_out_lon": None, "check_out_accuracy_m": None,
+    "check_out_distance_m": None, "actual_minutes": None, "evv_status": None, "evv_exceptions": [],
+    "exception_reason": None, "confirmed_by": None, "confirmed_at": None, "rating": None, "rating_comment": None,
+    "end_reason": None, "ended_at": None, "late_minutes": 0, "flags": [], "settlement_month": None,
+    "adjustment": False,
+}
+_FIRST = 15  # the write statement's placeholders before the order's columns
+_ORDER_VALUES = ", ".join(f"${_FIRST + i}" for i in range(len(PLACED_COLUMNS)))
+_AFTER = _FIRST + len(PLACED_COLUMNS)
+
+WRITE_ORDER_SQL = f"""
+WITH caps AS (
+    INSERT INTO entitlement_usage AS u (resident_id, month, benefit_code, used_fen)
+    SELECT $1, $2, t.b, t.f FROM unnest($3::text[], $4::bigint[], $5::bigint[]) AS t(b, f, cap)
+    WHERE t.f <= t.cap ORDER BY t.b
+    ON CONFLICT (resident_id, month, benefit_code) DO UPDATE SET used_fen = u.used_fen + EXCLUDED.used_fen
+    WHERE u.used_fen + EXCLUDED.used_fen <= ($5::bigint[])[array_position($3::text[], EXCLUDED.benefit_code)]
+    RETURNING 1),
+budget AS (
+    INSERT INTO budget_spend AS b (county_code, month, source, spent_fen)
+    SELECT $6, $2, t.s, t.f FROM unnest($7::text[], $8::bigint[], $9::bigint[]) AS t(s, f, budget)
+    CROSS JOIN (SELECT count(*) FROM caps) AS after_caps
+    WHERE t.f <= t.budget ORDER BY t.s
+    ON CONFLICT (county_code, month, source) DO UPDATE SET spent_fen = b.spent_fen + EXCLUDED.spent_fen
+    WHERE b.spent_fen + EXCLUDED.spent_fen <= ($9::bigint[])[array_position($7::text[], EXCLUDED.source)]
+    RETURNING 1),
+booked AS (
+    INSERT INTO provider_load AS l (provider_id, service_code, day, booked)
+    SELECT $10, t.s, $11, t.q FROM unnest($12::text[], $13::int[], $14::int[]) AS t(s, q, cap)
+    CROSS JOIN (SELECT count(*) FROM budget) AS after_budget
+    WHERE t.q <= t.cap ORDER BY t.s
+    ON CONFLICT (provider_id, service_code, day) DO UPDATE SET booked = l.booked + EXCLUDED.booked
+    WHERE l.booked + EXCLUDED.booked <= ($14::int[])[array_position($12::text[], EXCLUDED.service_code)]
+    RETURNING service_code),
+placed AS (
+    INSERT INTO orders ({", ".join(PLACED_COLUMNS)}) VALUES ({_ORDER_VALUES})),
+event AS (
+    INSERT INTO outbox (event_id, topic, key, payload) VALUES (${_AFTER}, ${_AFTER + 1}, ${_AFTER + 2}, ${_AFTER + 3})),
+answer AS (
+    {remember_sql(f"${_AFTER + 4}", f"${_AFTER + 5}", f"${_AFTER + 6}", f"${_AFTER + 7}", f"${_AFTER + 8}")})
+SELECT (SELECT count(*) FROM caps) AS caps, (SELECT count(*) FROM budget) AS budgets,
+       (SELECT coalesce(array_agg(service_code), '{{}}') FROM booked) AS booked, pg_notify(${_AFTER + 9}, '') AS woken"""
+
+
+async def write_order(conn: asyncpg.Connection, order: dict, caps: list[tuple[str, int, int]],
+                      spend: list[tuple[str, int, int]], load: list[tuple[str, int, int]], outbox: tuple,
+                      actor: str, key: str, answer: tuple[int, object, dict], schema: str) -> asyncpg.Record:
+    """In one statement: take the resident's caps, the county's budget (each (code, fen, limit), never
+    past the limit) and the provider's capacity ((service, units, daily capacity)), insert the order
+    and its outbox row, store the Idempotency-Key's answer and wake the relay. Returns how many cap
+    and budget rows were taken and which services booked: fewer than asked means the caller rolls
+    back (another order took them meanwhile)."""
+    return await conn.fetchrow(
+        WRITE_ORDER_SQL,
+        order["resident_id"], order["month"], [c[0] for c in caps], [c[1] for c in caps], [c[2] for c in caps],
+        order["county_code"], [s[0] for s in spend], [s[1] for s in spend], [s[2] for s in spend],
+        order["provider_id"], order["service_day"], [x[0] for x in load], [x[1] for x in load], [x[2] for x in load],
+        *(order[c] for c in PLACED_COLUMNS), *outbox[:4], actor, key, *answer, notify_channel(schema))

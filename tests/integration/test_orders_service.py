@@ -194,13 +194,18 @@ async def test_same_key_and_body_give_the_same_order_and_another_body_is_refused
     rid = await new_resident(orders, settings)
     provider = await new_provider(orders, settings)
     county = token_for(settings, "county", "410928")
-    start = soon(3)
+    # in the city's time zone: the answer is the stored order's, whose time PostgreSQL gives back in UTC
+    start = (datetime.now(timezone(timedelta(hours=8))) + timedelta(hours=3)).isoformat()
     body = {"resident_id": rid, "provider_id": provider, "items": [{"service_code": "cleaning", "quantity": 2}],
             "scheduled_start": start, "channel": "county_operator"}
     first = await orders.post("/v1/orders", headers={**county, "Idempotency-Key": "k-" + rid}, json=body)
     again = await orders.post("/v1/orders", headers={**county, "Idempotency-Key": "k-" + rid}, json=body)
     assert first.status_code == again.status_code == 201
     assert first.json()["id"] == again.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json() and again.headers["ETag"] == first.headers["ETag"]
+    # the answer, built without reading the order back, is what reading it gives
+    stored = await orders.get(first.headers["Location"], headers=county)
+    assert stored.json() == first.json() and stored.headers["ETag"] == first.headers["ETag"]
     other = await orders.post("/v1/orders", headers={**county, "Idempotency-Key": "k-" + rid},
                               json={**body, "items": [{"service_code": "cleaning", "quantity": 1}]})
     assert other.status_code == 422 and other.json()["field"] == "Idempotency-Key"

@@ -15,10 +15,9 @@ from services.orders.api.schemas import AssignIn, CheckOutIn, ConfirmIn, OrderIn
 from services.orders.domain.errors import OrderNotFound
 from services.orders.domain.lifecycle import STATES
 from services.orders.worker import orders_settings
-from shared.api import idempotent_write
 from shared.auth import CurrentPrincipal, Role
 from shared.cursors import MAX_CURSOR_LENGTH, cursor_secret, decode_cursor, encode_cursor
-from shared.idempotency import StoredResponse
+from shared.idempotency import StoredResponse, check_key, request_fingerprint
 from shared.problems import BadRequest, Forbidden
 from shared.service import RuntimeDep
 
@@ -49,20 +48,27 @@ async def place_order(body: OrderIn, request: Request, principal: CurrentPrincip
                               items=[(i.service_code, i.quantity) for i in body.items],
                               scheduled_start=body.scheduled_start, channel=body.channel,
                               call_reference=body.call_reference)
+    key = request.headers["Idempotency-Key"]
+    check_key(key)
+    claim = handlers.Claim(principal.subject, key,
+                           request_fingerprint(request.method, request.url.path, body.model_dump(mode="json")))
     cfg = orders_settings(runtime)
 
-    lock_budgets = False
-
-    async def write(conn) -> StoredResponse:
-        row, resident = await handlers.place_order(conn, principal, cmd, cfg, lock_budgets=lock_budgets)
+    def respond(row, resident) -> StoredResponse:
         return _response(row, principal, resident, 201)
 
+    async def place(lock_budgets: bool) -> tuple[StoredResponse, bool]:
+        async with runtime.db.transaction() as conn:
+            return await handlers.place_order(conn, principal, cmd, cfg, claim, respond, runtime.db.schema,
+                                              lock_budgets=lock_budgets)
+
     try:
-        return await idempotent_write(runtime, principal, request, body.model_dump(mode="json"), write)
+        answer, replayed = await place(False)
     except handlers.BudgetContended:
-        # The transaction was rolled back whole; once more with the county's budget rows locked.
-        lock_budgets = True
-        return await idempotent_write(runtime, principal, request, body.model_dump(mode="json"), write)
+        # The transaction was rolled back whole; once more with the caps and budget rows locked.
+        answer, replayed = await place(True)
+    return JSONResponse(answer.body, status_code=answer.status,
+                        headers={**answer.headers, "Idempotent-Replayed": "true"} if replayed else answer.headers)
 
 
 CURSOR_ROUTE = "orders.list"
