@@ -6,7 +6,8 @@ asyncpg inserts of the same rows (one INSERT per transaction, same pool size) in
 Setup, not measured: the orders schema migrated and seeded, residents in its projection by COPY
 (random counties, categories and ability levels), one provider per county offering the menu.
 Afterwards the figures are reconciled: every order's split adds up to its price, and the budgets'
-spent columns equal the sums of the orders' shares per county and source."""
+spent columns equal the sums of the orders' shares per county and source, the residents' caps used
+the sums of what the orders took from them. `ORDERS_WORKERS=2` runs the service with two processes."""
 
 from __future__ import annotations
 
@@ -169,9 +170,15 @@ async def reconcile(url: str) -> dict:
                  GROUP BY 1, 2, 3) o
                FULL JOIN budget_spend b USING (county_code, month, source)
                WHERE coalesce(o.fen, 0) <> coalesce(b.spent_fen, 0)""")
+        caps = await conn.fetchval(
+            """SELECT count(*) FROM (
+                 SELECT resident_id, month, e.key AS benefit_code, sum(e.value::bigint) fen
+                 FROM orders, jsonb_each_text(entitlement_use) e GROUP BY 1, 2, 3) o
+               FULL JOIN entitlement_usage u USING (resident_id, month, benefit_code)
+               WHERE coalesce(o.fen, 0) <> coalesce(u.used_fen, 0)""")
         outbox = await conn.fetchval("SELECT count(*) FROM outbox")
         return {"orders": orders, "unbalanced_orders": unbalanced, "budget_mismatches": mismatched,
-                "outbox_rows": outbox}
+                "cap_mismatches": caps, "outbox_rows": outbox}
     finally:
         await conn.close()
 

@@ -104,7 +104,7 @@ def serve(service: Annotated[str, typer.Argument(help="registry, orders, alerts 
     _check_service(service)
     settings = get_settings()
     _require_secret(settings)
-    workers = settings.registry_workers if service == "registry" else 1
+    workers = {"registry": settings.registry_workers, "orders": settings.orders_workers}.get(service, 1)
     options = dict(host=settings.service_host, port=settings.port_of(service), log_config=None, access_log=False,
                    timeout_graceful_shutdown=10)
     if workers > 1:

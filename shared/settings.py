@@ -86,8 +86,12 @@ class PlatformSettings(BaseSettings):
     consumer_batch_size: int = Field(1000, ge=1)
 
     # HTTP worker processes of the registry (reads at 1,000/s need more than one core's worth of
-    # Python). The other services run one: reporting's live stream lives in its consumer's process.
+    # Python). Alerts and reporting run one: reporting's live stream lives in its consumer's process.
     registry_workers: int = Field(2, ge=1, le=32)
+    # HTTP worker processes of the orders service (placing orders is Python-bound past one core's
+    # worth: docs/benchmarks.md). Its relay, consumer and scheduler lead by advisory lock or
+    # consumer group, so several processes share them safely.
+    orders_workers: int = Field(1, ge=1, le=32)
     # Residents of the synthetic city `make up` seeds on its first start (0: none).
     seed_residents: int = Field(700_000, ge=0)
     # Events a second the county platform simulator posts after `make up` (0: no simulator).

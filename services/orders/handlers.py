@@ -727,7 +727,7 @@ async def place_order(conn: asyncpg.Connection, principal: Principal, cmd: Place
     _check_channel(principal, cmd)
     month = month_of(local_day(cmd.scheduled_start))
     facts = await store.order_facts(conn, cmd.resident_id, cmd.provider_id, month, claim.actor, claim.key,
-                                    claim.fingerprint, principal.caregiver_id)
+                                    claim.fingerprint, principal.caregiver_id, [code for code, _ in cmd.items])
     replay = stored_answer(facts, claim.fingerprint)
     if replay is not None:
         return replay, True

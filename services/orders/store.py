@@ -383,7 +383,7 @@ ORDER_FACTS_SQL = f"""
 WITH {claim_cte("$4", "$5", "$6")}
 SELECT c.*, r.*, to_jsonb(p) AS provider,
        (SELECT jsonb_object_agg(i.service_code, jsonb_build_array(i.price_fen, i.daily_capacity))
-        FROM provider_items i WHERE i.provider_id = $2) AS offers,
+        FROM provider_items i WHERE i.provider_id = $2 AND i.service_code = ANY($8::text[])) AS offers,
        (SELECT array_agg(ARRAY[v.scope, v.version::text, v.id::text, v.created_at::text]
                          ORDER BY v.scope, v.version)
         FROM policies v WHERE v.scope IN ('city', r.county_code)) AS policies,
@@ -396,12 +396,14 @@ FROM claim c LEFT JOIN residents r ON r.resident_id = $1 LEFT JOIN providers p O
 
 
 async def order_facts(conn: asyncpg.Connection, resident_id: uuid.UUID, provider_id: str, month: str,
-                      actor: str, key: str, fingerprint: str, caregiver_id: str | None) -> asyncpg.Record:
-    """Claim the key and read, unlocked: the resident, the provider and its offers, the policy
+                      actor: str, key: str, fingerprint: str, caregiver_id: str | None,
+                      service_codes: list[str]) -> asyncpg.Record:
+    """Claim the key and read, unlocked: the resident, the provider and its offers of the services
+    ordered, the policy
     versions of the city and the resident's county, the county's budget spent and the resident's
     caps used this month, and (for a caregiver placing) the caregiver's provider."""
     return await conn.fetchrow(ORDER_FACTS_SQL, resident_id, provider_id, month, actor, key, fingerprint,
-                               caregiver_id)
+                               caregiver_id, service_codes)
 
 
 async def lock_allowances(conn: asyncpg.Connection, resident_id: uuid.UUID, county: str, month: str,

@@ -215,6 +215,22 @@ async def test_same_key_and_body_give_the_same_order_and_another_body_is_refused
         assert await conn.fetchval("SELECT count(*) FROM orders WHERE resident_id = $1", uuid.UUID(rid)) == 1
 
 
+async def test_concurrent_repeats_of_one_key_place_one_order_and_all_get_its_answer(orders, settings):
+    import asyncio
+
+    rid = await new_resident(orders, settings)
+    provider = await new_provider(orders, settings)
+    county = token_for(settings, "county", "410928")
+    start = soon(4)
+    answers = await asyncio.gather(*(place(orders, county, rid, provider, key="same-" + rid, scheduled_start=start)
+                                     for _ in range(6)))
+    assert {a.status_code for a in answers} == {201} and len({a.json()["id"] for a in answers}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 5
+    async with runtime_of(orders).db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM orders WHERE resident_id = $1", uuid.UUID(rid)) == 1
+        assert await conn.fetchval("SELECT count(*) FROM idempotency_keys WHERE key = $1", "same-" + rid) == 1
+
+
 async def test_orders_are_refused_with_the_reason_and_nothing_half_written(orders, settings):
     rid = await new_resident(orders, settings, ability_level=0)
     provider = await new_provider(orders, settings, capacity=2)
