@@ -69,9 +69,6 @@ async def remember(conn: asyncpg.Connection, actor: str, key: str | None, finger
 # needs, and the answer goes into the statement that writes. A concurrent repeat waits on the
 # claimed row exactly as it waits on the advisory lock above.
 
-CLAIMED_COLUMNS = ("idem_claimed", "idem_hash", "idem_status", "idem_body", "idem_headers")
-
-
 def claim_cte(actor: str, key: str, fingerprint: str) -> str:
     """A CTE named `claim`, one row, for a statement whose placeholders `actor`, `key` and
     `fingerprint` (e.g. "$4") carry the request's: `idem_claimed` is true when this transaction
