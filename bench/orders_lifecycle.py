@@ -39,6 +39,7 @@ from rich.console import Console
 
 from bench.common import summarize_latencies
 from shared.db import _init_connection, asyncpg_dsn
+from shared.idempotency import StoredResponse
 
 console = Console()
 ITEMS = ("cleaning", "meal", "emotional_support", "recreation", "medicine_delivery")
@@ -146,14 +147,20 @@ class Lifecycle:
         cmd = handlers.PlaceOrder(resident_id=uuid.UUID(rid), provider_id=pid, items=items, scheduled_start=start,
                                   channel="county_operator")
 
+        # Placing claims an Idempotency-Key in its own statements (as the API does); the answer kept
+        # for it is the placed row itself.
+        claim = handlers.Claim(county_op.subject, str(uuid.uuid4()), "lifecycle-bench")
+
         async def place(lock: bool):
-            return await self._step("place", lambda c: handlers.place_order(c, county_op, cmd, self.cfg,
-                                                                            lock_budgets=lock))
+            return await self._step("place", lambda c: handlers.place_order(
+                c, county_op, cmd, self.cfg, claim, lambda order, _resident: StoredResponse(201, order, {}),
+                "orders", lock_budgets=lock))
         try:
-            row, _ = await place(False)
+            answer, _ = await place(False)
         except handlers.BudgetContended:
             self.retries += 1
-            row, _ = await place(True)
+            answer, _ = await place(True)
+        row = answer.body
         oid = row["id"]
 
         def act(name, who, action, body=None, now=None):
