@@ -100,6 +100,8 @@ class Context:
     book: RuleBook
     silences: list[Silence]
     steps: list[Step] = field(default_factory=list)
+    # SOS and fall alerts opened in this transaction: (resident, county, cause, first seen, incident).
+    incidents: list[tuple] = field(default_factory=list)
     raised: int = 0
     joined: int = 0
 
@@ -114,49 +116,152 @@ async def context(conn: asyncpg.Connection) -> Context:
     return Context(now, await rule_book(conn), silences)
 
 
+@dataclass(slots=True)
+class Pending:
+    """A finding waiting for its batch's one write (`raise_or_join_many`)."""
+
+    finding: Finding
+    county: str
+    subject: str | None
+    device_id: str | None
+    at: datetime
+    event_id: str | None
+
+
+@dataclass(slots=True)
+class _Key:
+    """The findings of one batch for one dedupe key: all of them (joining an alert already open),
+    and those from the first that raises on (opening one: a cancel before it has nothing to note)."""
+
+    county: str
+    subject: str | None
+    cause: str
+    n: int = 0
+    last: datetime | None = None
+    note: bool = False
+    first: Pending | None = None
+    n_from_first: int = 0
+    last_from_first: datetime | None = None
+    note_from_first: bool = False
+
+    def add(self, p: Pending) -> None:
+        cancel = p.finding.action == "cancel"
+        self.n += 1
+        self.last = p.at if self.last is None or p.at > self.last else self.last
+        self.note = self.note or cancel
+        if self.first is None and not cancel:
+            self.first = p
+        if self.first is not None:
+            self.n_from_first += 1
+            self.last_from_first = (p.at if self.last_from_first is None or p.at > self.last_from_first
+                                    else self.last_from_first)
+            self.note_from_first = self.note_from_first or cancel
+
+
+CANCEL_NOTE = "cancelled by the wearer"
+
+JOIN = ("UPDATE alerts a SET count = a.count + q.n, last_seen_at = greatest(a.last_seen_at, q.at), "
+        "details = CASE WHEN q.note IS NULL THEN a.details ELSE a.details || jsonb_build_object('note', q.note) END "
+        "FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::text[]) AS q(key, n, at, note) "
+        "WHERE a.dedupe_key = q.key AND a.status <> 'resolved' "
+        "RETURNING a.id, a.dedupe_key, a.count, a.severity, a.silence_id, a.resident_id")
+
+
 async def raise_or_join(conn: asyncpg.Connection, ctx: Context, finding: Finding, *, county: str,
-                        subject: str | None, device_id: str | None, at: datetime,
-                        event_id: str | None) -> uuid.UUID | None:
+                        subject: str | None, device_id: str | None, at: datetime, event_id: str | None) -> None:
     """Open an alert for the finding, or join the open one for the same resident and cause."""
-    resident_id = as_uuid(subject)
-    key = f"{county}|{subject or device_id or '-'}|{finding.cause}"
-    rules, version = ctx.book.for_county(county)
-    for _ in range(2):  # a concurrent insert of the same key makes the second pass a join
-        row = await conn.fetchrow(
-            "UPDATE alerts SET count = count + 1, last_seen_at = greatest(last_seen_at, $2), "
-            "details = CASE WHEN $3::text IS NULL THEN details ELSE details || jsonb_build_object('note', $3::text) END "
-            "WHERE dedupe_key = $1 AND status <> 'resolved' "
-            "RETURNING id, count, severity, silence_id", key, at, "cancelled by the wearer" if finding.action == "cancel" else None)
-        if row is not None:
-            ctx.joined += 1
-            note = "cancelled by the wearer" if finding.action == "cancel" else None
-            ctx.steps.append(Step(row["id"], county, resident_id, row["severity"], row["silence_id"] is not None,
-                                  "updated", ctx.now, None, {"count": row["count"], "note": note}))
-            return row["id"]
-        if finding.action == "cancel":
-            return None  # a cancel with no open SOS: nothing to note
+    await raise_or_join_many(conn, ctx, [Pending(finding, county, subject, device_id, at, event_id)])
+
+
+async def raise_or_join_many(conn: asyncpg.Connection, ctx: Context, pending: list[Pending]) -> None:
+    """A batch's findings, in their order, in two statements: every repeat of a resident and cause
+    whose alert is open joins it in one UPDATE (count, last seen, the wearer's cancel noted) and
+    writes one `updated` step however many repeats it took; the rest open alerts in one INSERT.
+    A key inserted meanwhile by another transaction (the alarm lane, the scheduler) joins that one."""
+    if not pending:
+        return
+    groups: dict[str, _Key] = {}
+    for p in pending:
+        key = f"{p.county}|{p.subject or p.device_id or '-'}|{p.finding.cause}"
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = _Key(p.county, p.subject, p.finding.cause)
+        g.add(p)
+    keys = sorted(groups)
+    joined = await _join(conn, ctx, groups, keys, whole=True)
+    fresh = [k for k in keys if k not in joined and groups[k].first is not None]
+    if fresh:
+        lost = await _open(conn, ctx, groups, fresh)
+        if lost:
+            await _join(conn, ctx, groups, lost, whole=False)
+
+
+async def _join(conn: asyncpg.Connection, ctx: Context, groups: dict[str, _Key], keys: list[str], *,
+                whole: bool) -> set[str]:
+    def part(g: _Key) -> tuple[int, datetime | None, bool]:
+        return (g.n, g.last, g.note) if whole else (g.n_from_first, g.last_from_first, g.note_from_first)
+
+    rows = await conn.fetch(JOIN, keys, [part(groups[k])[0] for k in keys], [part(groups[k])[1] for k in keys],
+                            [CANCEL_NOTE if part(groups[k])[2] else None for k in keys])
+    for row in rows:
+        g = groups[row["dedupe_key"]]
+        n, _, note = part(g)
+        ctx.joined += n
+        ctx.steps.append(Step(row["id"], g.county, row["resident_id"], row["severity"], row["silence_id"] is not None,
+                              "updated", ctx.now, None, {"count": row["count"], "note": CANCEL_NOTE if note else None}))
+    return {row["dedupe_key"] for row in rows}
+
+
+async def _open(conn: asyncpg.Connection, ctx: Context, groups: dict[str, _Key], keys: list[str]) -> list[str]:
+    """Insert the new alerts; the keys another transaction opened first (they join it instead)."""
+    cols: tuple[list, ...] = tuple([] for _ in range(17))
+    made: dict[uuid.UUID, tuple[str, dict]] = {}
+    for key in keys:
+        g = groups[key]
+        first = g.first
+        assert first is not None
+        finding, county, subject, device_id = first.finding, g.county, first.subject, first.device_id
+        resident_id = as_uuid(subject)
+        rules, version = ctx.book.for_county(county)
         alert_id = uuid.uuid4()
-        incident_id = await _incident_of(conn, ctx, finding.cause, county, resident_id, at, rules) or alert_id
-        silence = detection.silenced_by(ctx.silences, county, subject, device_id, finding.cause, at)
+        incident_id = await _incident_of(conn, ctx, finding.cause, county, resident_id, first.at, rules) or alert_id
+        if finding.cause in detection.INCIDENT_CAUSES and resident_id is not None:
+            ctx.incidents.append((resident_id, county, finding.cause, first.at, incident_id))
+        silence = detection.silenced_by(ctx.silences, county, subject, device_id, finding.cause, first.at)
         escalate_at = None if silence else detection.escalation_due(finding.severity, ctx.now, rules)
-        inserted = await conn.fetchval(
-            "INSERT INTO alerts (id, county_code, resident_id, device_id, cause, severity, dedupe_key, first_seen_at, "
-            "last_seen_at, raised_at, escalate_at, silence_id, rule_version, incident_id, details, source_event_id) "
-            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8,$9,$10,$11,$12,$13,$14,$15) "
-            "ON CONFLICT (dedupe_key) WHERE status <> 'resolved' DO NOTHING RETURNING id",
-            alert_id, county, resident_id, device_id, finding.cause, finding.severity, key, at, ctx.now,
-            escalate_at, silence.id if silence else None, version, incident_id,
-            {**finding.details, **({"subject": subject} if subject and resident_id is None else {})}, event_id)
-        if inserted is None:
+        details = {**finding.details, **({"subject": subject} if subject and resident_id is None else {})}
+        if g.note_from_first:
+            details["note"] = CANCEL_NOTE
+        row = (alert_id, county, resident_id, device_id, finding.cause, finding.severity, key, first.at,
+               g.last_from_first, ctx.now, escalate_at, silence.id if silence else None, version, incident_id,
+               details, first.event_id, g.n_from_first)
+        for col, value in zip(cols, row):
+            col.append(value)
+        made[alert_id] = (key, {
+            "severity": finding.severity, "cause": finding.cause, "details": finding.details, "rule_version": version,
+            "incident_id": str(incident_id), "silenced": silence is not None, "escalate_at": escalate_at})
+    inserted = {r["id"] for r in await conn.fetch(
+        "INSERT INTO alerts (id, county_code, resident_id, device_id, cause, severity, dedupe_key, first_seen_at, "
+        "last_seen_at, raised_at, escalate_at, silence_id, rule_version, incident_id, details, source_event_id, count) "
+        "SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], "
+        "$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::uuid[], $13::text[], "
+        "$14::uuid[], $15::jsonb[], $16::text[], $17::int[]) "
+        "ON CONFLICT (dedupe_key) WHERE status <> 'resolved' DO NOTHING RETURNING id", *cols)}
+    lost = []
+    for i, alert_id in enumerate(cols[0]):
+        key, data = made[alert_id]
+        if alert_id not in inserted:
+            lost.append(key)
             continue
+        g = groups[key]
         ctx.raised += 1
-        data = {"severity": finding.severity, "cause": finding.cause, "details": finding.details,
-                "rule_version": version, "incident_id": str(incident_id), "silenced": silence is not None,
-                "escalate_at": escalate_at}
-        ctx.steps.append(Step(alert_id, county, resident_id, finding.severity, silence is not None, "raised",
-                              ctx.now, None, data))
-        return alert_id
-    return None
+        ctx.joined += g.n_from_first - 1
+        severity, silenced = cols[5][i], data["silenced"]
+        ctx.steps.append(Step(alert_id, g.county, cols[2][i], severity, silenced, "raised", ctx.now, None, data))
+        if g.n_from_first > 1:  # repeats in the same batch: one step for all of them
+            ctx.steps.append(Step(alert_id, g.county, cols[2][i], severity, silenced, "updated", ctx.now, None, {
+                "count": g.n_from_first, "note": CANCEL_NOTE if g.note_from_first else None}))
+    return lost
 
 
 async def _incident_of(conn: asyncpg.Connection, ctx: Context, cause: str, county: str,
@@ -164,6 +269,10 @@ async def _incident_of(conn: asyncpg.Connection, ctx: Context, cause: str, count
     """The incident an SOS or fall belongs to: that of the other one, if it is within the window."""
     if cause not in detection.INCIDENT_CAUSES or resident_id is None:
         return None
+    for rid, other_county, other, first_seen, incident in reversed(ctx.incidents):  # not inserted yet
+        if rid == resident_id and other_county == county and detection.same_incident(
+                cause, other, first_seen, at, rules.incident_window_s):
+            return incident
     rows = await conn.fetch(
         "SELECT cause, first_seen_at, incident_id FROM alerts WHERE resident_id = $1 AND county_code = $2 "
         "AND cause = ANY($3::text[]) AND first_seen_at > $4::timestamptz - make_interval(secs => $5::float8) ORDER BY first_seen_at DESC",
@@ -193,6 +302,14 @@ class _Known:
     last_id: str | None
 
 
+def _ranges(rules: Rules) -> list[tuple[str, float, float]]:
+    """(metric, low, high) for each vital sign with a range: a reading inside all of them, for a
+    resident holding no out-of-range state, needs no hysteresis step."""
+    inf = float("inf")
+    return [(m, -inf if r.low is None else r.low, inf if r.high is None else r.high)
+            for m, r in rules.vitals.items() if m in detection.VITALS]
+
+
 async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, BaseModel]]) -> dict:
     """A batch of device and visit events: evaluated in order, the projection read once, the
     watermarks and vital-sign states written once. Readings carry no inbox row (they are many):
@@ -200,7 +317,7 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
     The loop is the hot path (tens of thousands of readings a second): resident ids stay strings
     (PostgreSQL casts them), models are read through their __dict__, time bounds are per county."""
     ctx = await context(conn)
-    ids = list({e.subject for e, _ in items if e.subject and _UUID.match(e.subject)})
+    ids = [s for s in {e.subject for e, _ in items} if s and _UUID.match(s)]
     known: dict[str, _Known] = {}
     states: dict[tuple[str, str], str] = {}
     if ids:
@@ -220,7 +337,8 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
     touched_zones: dict[str, _ZoneState] = {}
     touched_states: dict[tuple[str, str], str] = {}
     signals: dict[str, tuple[datetime, str, str, bool]] = {}
-    bounds: dict[str, tuple[Rules, datetime, datetime]] = {}
+    bounds: dict[str, tuple[Rules, datetime, datetime, list]] = {}
+    pending: list[Pending] = []
     skipped = 0
     for n, (event, data) in enumerate(items, 1):
         if n % YIELD_EVERY == 0:
@@ -231,8 +349,8 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
         if hit is None:
             rules = ctx.book.for_county(county)[0]
             hit = bounds[county] = (rules, ctx.now + timedelta(seconds=rules.max_clock_skew_s),
-                                    ctx.now - timedelta(seconds=rules.max_event_age_s))
-        rules, latest, earliest = hit
+                                    ctx.now - timedelta(seconds=rules.max_event_age_s), _ranges(rules))
+        rules, latest, earliest, ranges = hit
         at = event.time or ctx.now
         subject = event.subject
         info = known.get(subject) if subject else None
@@ -240,22 +358,23 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
         device_id = payload.get("device_id")
         kind = event.type
         if kind == detection.VISIT:
+            await raise_or_join_many(conn, ctx, pending)  # in order: the visit may close what they open
+            pending.clear()
             await _visit_logged(conn, ctx, as_uuid(subject), data.model_dump(mode="json"), county)
             continue
         problem = None if earliest <= at <= latest else detection.time_problem(at, ctx.now, rules)
         if info is None or info.county_code is None:
-            await raise_or_join(conn, ctx, Finding(detection.UNKNOWN_RESIDENT, "warning",
-                                                   {"device_id": device_id, "event_type": kind}),
-                                county=county, subject=subject, device_id=device_id, at=at, event_id=event.id)
+            pending.append(Pending(Finding(detection.UNKNOWN_RESIDENT, "warning",
+                                           {"device_id": device_id, "event_type": kind}),
+                                   county, subject, device_id, at, event.id))
         if kind in READING_TYPES:
             if info is not None and info.last_at is not None and (at, event.id) <= (info.last_at, info.last_id or ""):
                 skipped += 1
                 continue
             if problem is not None:
-                await raise_or_join(conn, ctx, Finding("bad_timestamp", "warning", {"device_id": device_id,
-                                                                                     "reason": problem}),
-                                    county=county, subject=subject, device_id=device_id, at=ctx.now,
-                                    event_id=event.id)
+                pending.append(Pending(Finding("bad_timestamp", "warning", {"device_id": device_id,
+                                                                            "reason": problem}),
+                                       county, subject, device_id, ctx.now, event.id))
                 continue
         # Only readings move the watermark: alarms may be applied ahead of earlier readings by
         # the alarm lane (worker.py), and must not make those look like redeliveries.
@@ -267,12 +386,19 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
             continue
         if kind == detection.LOCATION:
             held = zones.get(subject) if subject else None
-            if held is not None and await _located(conn, ctx, held, payload, rules, county=county,
+            if held is not None and await _located(conn, ctx, pending, held, payload, rules, county=county,
                                                    subject=subject, at=at, event_id=event.id):
                 touched_zones[subject] = held  # type: ignore[index]
             continue
         findings: list[Finding]
         if kind == detection.VITALS_TYPE:
+            # Most readings are in range for a resident with no vital sign out of it: nothing to do.
+            for metric, low, high in ranges:
+                value = payload.get(metric)
+                if value is not None and (not low <= value <= high or (subject, metric) in states):
+                    break
+            else:
+                continue
             current = {m: states.get((subject, m), "normal") for m in detection.VITALS if payload.get(m) is not None}
             findings, changed = detection.vitals_findings(payload, rules, current)  # type: ignore[arg-type]
             for metric, state in changed.items():
@@ -284,8 +410,8 @@ async def apply_ingest(conn: asyncpg.Connection, items: list[tuple[CloudEvent, B
             if problem is not None:
                 finding = Finding(finding.cause, finding.severity, {**finding.details, "time_problem": problem},
                                   finding.action)
-            await raise_or_join(conn, ctx, finding, county=county, subject=subject, device_id=device_id,
-                                at=at if problem is None else ctx.now, event_id=event.id)
+            pending.append(Pending(finding, county, subject, device_id, at if problem is None else ctx.now, event.id))
+    await raise_or_join_many(conn, ctx, pending)
     if signals:
         rows = list(signals.items())
         await conn.execute(
@@ -350,8 +476,8 @@ async def _zones(conn: asyncpg.Connection, ids: list[str]) -> dict[str, _ZoneSta
     return out
 
 
-async def _located(conn: asyncpg.Connection, ctx: Context, held: _ZoneState, payload: dict, rules: Rules, *,
-                   county: str, subject: str, at: datetime, event_id: str) -> bool:
+async def _located(conn: asyncpg.Connection, ctx: Context, pending: list[Pending], held: _ZoneState, payload: dict,
+                   rules: Rules, *, county: str, subject: str, at: datetime, event_id: str) -> bool:
     """A position fix against the resident's safe zone: leaving raises (once per excursion), coming
     back resolves the open geofence alert; fixes older than the last one change nothing. False when
     the fix was not evaluated (no zone applies), so no zone state is written for it."""
@@ -368,11 +494,13 @@ async def _located(conn: asyncpg.Connection, ctx: Context, held: _ZoneState, pay
     held.state, held.streak, held.distance_m, held.last_fix_at, held.zone = (
         result.state, result.streak, round(result.distance_m, 1), at, zone)
     if result.action == "raise":
-        await raise_or_join(conn, ctx, Finding(geofence.CAUSE, rules.geofence.severity, {
+        pending.append(Pending(Finding(geofence.CAUSE, rules.geofence.severity, {
             "device_id": device_id, "lat": lat, "lon": lon, "accuracy_m": accuracy,
             "distance_m": round(result.distance_m), "radius_m": zone.radius_m, "zone": zone.source}),
-            county=county, subject=subject, device_id=device_id, at=at, event_id=event_id)
+            county, subject, device_id, at, event_id))
     elif result.action == "clear":
+        await raise_or_join_many(conn, ctx, pending)  # in order: this may close an alert they open
+        pending.clear()
         alert = await conn.fetchrow("SELECT id FROM alerts WHERE dedupe_key = $1 AND status <> 'resolved' FOR UPDATE",
                                     f"{county}|{subject}|{geofence.CAUSE}")
         if alert is not None:

@@ -203,3 +203,48 @@ async def test_republished_snapshots_are_applied_by_version_without_going_backwa
     await asyncio.sleep(1.0)
     row = await applied()
     assert (row["version"], row["living_arrangement"], row["visit_group"]) == (3, "alone", "high_risk")
+
+
+async def test_one_batch_writes_one_step_per_alert_however_many_repeats_join_it(registry, alerts, settings):
+    """Detection folds a batch's repeats: a resident's readings beyond the limit open one alert with
+    their count and write `raised` and one `updated` step; the next batch's repeats one more step; a
+    wearer's cancel before any SOS is open notes nothing, one after it is noted on the SOS."""
+    from services.alerts import handlers
+    from services.alerts.parsing import envelope_parser
+
+    parse = envelope_parser(handlers.INGEST_TYPES)
+    runtime = alerts.app.state.runtime
+    rid = await register(registry, settings, living="with_family")
+    await projected(alerts, rid)
+    base = datetime.now(timezone.utc) - timedelta(minutes=1)
+
+    def vitals(start: int, values: list[int]):
+        return [parse(orjson.dumps(cloud_event(VITALS, {"device_id": "B-7", "heart_rate": hr}, rid,
+                                               time=(base + timedelta(seconds=start + i)).isoformat())))
+                for i, hr in enumerate(values)]
+
+    def alarm(code: str):
+        return parse(orjson.dumps(cloud_event(ALARM, {"device_id": "W-7", "code": code}, rid)))
+
+    async def timeline(cause: str) -> tuple[dict, list]:
+        async with runtime.db.connection() as conn:
+            alert = await conn.fetchrow("SELECT id, count, details FROM alerts WHERE resident_id = $1 AND cause = $2",
+                                        uuid.UUID(rid), cause)
+            steps = await conn.fetch("SELECT kind, data FROM alert_steps WHERE alert_id = $1 ORDER BY seq", alert["id"])
+        return dict(alert), [(s["kind"], s["data"].get("count")) for s in steps]
+
+    # 140 raises, 141 repeats, 110 clears the state, 142 raises again: the same open alert, count 3.
+    async with runtime.db.transaction() as conn:
+        out = await handlers.apply_ingest(conn, [alarm("SOS_CANCEL"), *vitals(0, [140, 141, 110, 142]),
+                                                 alarm("SOS"), alarm("SOS_CANCEL")])
+    assert (out["raised"], out["joined"]) == (2, 3)
+    alert, steps = await timeline("heart_rate_high")
+    assert alert["count"] == 3 and steps == [("raised", None), ("updated", 3)]
+    sos, sos_steps = await timeline("sos")
+    assert sos["count"] == 2 and sos["details"]["note"] == "cancelled by the wearer"
+    assert sos_steps == [("raised", None), ("updated", 2)]
+    async with runtime.db.transaction() as conn:
+        out = await handlers.apply_ingest(conn, vitals(10, [150, 151]))
+    assert (out["raised"], out["joined"]) == (0, 2)
+    alert, steps = await timeline("heart_rate_high")
+    assert alert["count"] == 5 and steps == [("raised", None), ("updated", 3), ("updated", 5)]
