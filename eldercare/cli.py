@@ -409,7 +409,9 @@ def bench_alerts_command(
         raise typer.BadParameter("part is throughput, latency or all")
     from bench.alerts import bench_alerts
     from bench.common import bench_infrastructure
+    from shared.process import tune_process
 
+    tune_process("alerts")  # the detection consumer runs in this process, as in `eldercare serve alerts`
     with bench_infrastructure() as (url, bootstrap):
         asyncio.run(bench_alerts(url, bootstrap, residents, readings, rate, seconds, part))
 
