@@ -70,6 +70,7 @@ class AlertFact(SQLModel, table=True):
     resolve_seconds: float | None = None
     escalated: bool = False
     silenced: bool = False
+    closed_by_system: bool = False
 
 
 class ServiceFigures(SQLModel, table=True):
@@ -89,7 +90,7 @@ ALERT_COLUMNS = AlertFacts._fields
 _ORDER_TYPES = ("text", "text", "text", "text", "text", "timestamptz", "timestamptz", "timestamptz", "timestamptz",
                 "boolean", "text", "boolean", "boolean", "smallint", "boolean", "bigint", "bigint", "bigint", "bigint")
 _ALERT_TYPES = ("text", "text", "text", "text", "timestamptz", "timestamptz", "float8", "timestamptz", "float8",
-                "boolean", "boolean")
+                "boolean", "boolean", "boolean")
 
 
 async def load_orders(conn: asyncpg.Connection, ids: set[str]) -> dict[str, OrderFacts]:
@@ -159,11 +160,11 @@ FROM order_facts WHERE county_code = ANY($1::text[]) AND accepted_at IS NOT NULL
 GROUP BY 1
 UNION ALL
 SELECT county_code COLLATE "C", 'ack', percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY ack_seconds)
-FROM alert_facts WHERE county_code = ANY($1::text[]) AND raised_at IS NOT NULL AND NOT silenced
+FROM alert_facts WHERE county_code = ANY($1::text[]) AND raised_at IS NOT NULL AND NOT silenced AND NOT closed_by_system
     AND ack_seconds IS NOT NULL GROUP BY 1
 UNION ALL
 SELECT county_code COLLATE "C", 'resolve', percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY resolve_seconds)
-FROM alert_facts WHERE county_code = ANY($1::text[]) AND raised_at IS NOT NULL AND NOT silenced
+FROM alert_facts WHERE county_code = ANY($1::text[]) AND raised_at IS NOT NULL AND NOT silenced AND NOT closed_by_system
     AND resolve_seconds IS NOT NULL GROUP BY 1
 """
 _ORDER_BUCKETS_SQL = """
@@ -173,7 +174,7 @@ UNION ALL
 SELECT county_code, 'state', state, count(*)
 FROM order_facts WHERE state IS NOT NULL AND county_code = ANY($1::text[]) GROUP BY 1, 3
 """
-_COUNTED = "raised_at IS NOT NULL AND NOT silenced"
+_COUNTED = "raised_at IS NOT NULL AND NOT silenced AND NOT closed_by_system"
 _ALERTS_SQL = f"""
 SELECT county_code AS scope,
     count(*) FILTER (WHERE {_COUNTED}) AS alerts,

@@ -135,6 +135,22 @@ def test_an_alert_is_folded_with_its_times_and_escalation():
         assert apply_alert_event(facts, f"eldercare.alert.{kind}.v1", d) is None, kind
 
 
+def test_an_alert_the_system_closed_before_an_operator_answered_is_marked_so_and_stays_so():
+    # As the alerts service's /v1/kpis: no answer to measure (the elder came back into the zone).
+    facts = apply_alert_event(None, "eldercare.alert.raised.v1", alert("raised", T0, severity="critical",
+                                                                         cause="geofence_exit"))
+    facts = apply_alert_event(facts, "eldercare.alert.acknowledged.v1", alert(
+        "acknowledged", T0 + timedelta(seconds=40), operator="system", seconds_to_acknowledge=40))
+    assert facts.closed_by_system
+    later = apply_alert_event(facts, "eldercare.alert.acknowledged.v1", alert(
+        "acknowledged", T0 + timedelta(seconds=90), operator="o", seconds_to_acknowledge=90))
+    assert later is None  # the first acknowledgement counts, delivered again or not
+    answered = apply_alert_event(None, "eldercare.alert.raised.v1", alert("raised", T0, severity="critical", cause="sos"))
+    answered = apply_alert_event(answered, "eldercare.alert.acknowledged.v1", alert(
+        "acknowledged", T0 + timedelta(seconds=30), operator="o", seconds_to_acknowledge=30))
+    assert not answered.closed_by_system
+
+
 def test_views_give_shares_of_what_ended_and_of_every_alert():
     view = orders_view({"placed": 10, "completed": 6, "not_completed": 2, "evv_verified": 5, "checked_in": 7,
                         "on_time": 6, "accept_median": 42.04, "rating_sum": 13, "rated": 3, "rating_5": 2,

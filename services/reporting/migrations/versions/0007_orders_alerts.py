@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("resolve_seconds", sa.Float(), nullable=True),
         sa.Column("escalated", sa.Boolean(), nullable=False),
         sa.Column("silenced", sa.Boolean(), nullable=False),
+        sa.Column("closed_by_system", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("alert_id"),
         schema="reporting",
     )
