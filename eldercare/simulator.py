@@ -350,7 +350,14 @@ class CountySimulator:
         for k in kinds:
             self.sent[k] += 1
         sent = time.perf_counter()
-        response = await self.client.post("/v1/events", headers=self.headers(county_code), json=events)
+        try:
+            response = await self.client.post("/v1/events", headers=self.headers(county_code), json=events)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # The server closed a kept-alive connection as this request went out (seen under `make
+            # up`): send the batch once more on a fresh one. Events carry their ids, so anything the
+            # first attempt delivered comes back as a duplicate, never as a second event.
+            sent = time.perf_counter()
+            response = await self.client.post("/v1/events", headers=self.headers(county_code), json=events)
         self.tally.latency_ms["registry"].append((time.perf_counter() - sent) * 1000)
         if response.status_code >= 500:
             raise httpx.HTTPStatusError("registry error", request=response.request, response=response)
