@@ -13,7 +13,7 @@ import uuid
 import asyncpg
 import pytest
 
-from bench.common import bench_infrastructure, fresh_database
+from bench.common import bench_infrastructure, fresh_database, part_broker
 from bench.registry_api import fill_registry, sample_residents
 from eldercare.infra import EmbeddedPostgres
 from shared.db import asyncpg_dsn, with_database
@@ -91,6 +91,21 @@ def test_fresh_database_empties_the_database_and_keeps_the_server(bench_state):
         fresh_database(url)
         # The same server, still running: the table is gone, so the count starts again.
         assert asyncio.run(_write_and_count(url)) == 1
+
+
+def test_each_part_of_bench_all_gets_a_broker_of_its_own(bench_state):
+    """The embedded broker never forgets a record, so `bench all` gives each part a fresh one: no
+    broker from the infrastructure, one per part, gone when the part ends; a named broker is used as is."""
+    with bench_infrastructure("bench_per_part", state=bench_state, broker_per_part=True) as (url, named):
+        assert named is None and asyncio.run(_write_and_count(url)) == 1
+        with part_broker(named, state=bench_state) as first:
+            assert _listening(first)
+        assert not _listening(first)
+        with part_broker(named, state=bench_state) as second:
+            assert _listening(second)
+        assert not _listening(second)
+        with part_broker("127.0.0.1:1", state=bench_state) as given:
+            assert given == "127.0.0.1:1"
 
 
 async def test_the_read_sample_of_a_small_registry_is_never_empty(pg_server_url):
